@@ -1,0 +1,242 @@
+"""The Client: the same calls, types and errors for every provider."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterator, List, Optional, Tuple, Union
+
+import requests
+
+from llmlib import local
+from llmlib.cancel import CancelToken
+from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, NotFoundError
+from llmlib.error_mapping import error_from_payload, error_from_response
+from llmlib.framing import first_bytes
+from llmlib.messages import Message
+from llmlib.options import ConnectionOptions
+from llmlib.providers import Provider, spec_for
+from llmlib.response_stream import open_stream
+from llmlib.transport import Transport
+from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
+
+__all__ = ["Client"]
+
+_ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body read for its message
+_STREAM_TYPES = ("text/event-stream",)
+
+
+class Client:
+    """A blocking client for one provider.
+
+    ``Client("openai")`` reads the key from the provider's environment variable
+    (``OPENAI_API_KEY`` here; see ``llmlib.providers.SPECS``); ``api_key=`` and
+    ``base_url=`` override them, ``options=`` sets timeouts, retries, proxy and the
+    connection pool (:class:`~llmlib.ConnectionOptions`). ``Client("local")`` runs
+    the bundled model, with no key and no network.
+
+    One ``requests.Session`` per Client: share one Client between threads, and
+    close it (or use ``with Client(...) as client:``) when done. The API key never
+    appears in a repr, an exception or a log record.
+
+    Raises ConfigurationError for an unknown provider, or a missing key (naming
+    the variable to set).
+    """
+
+    def __init__(self, provider: Union[str, Provider], api_key: Optional[str] = None,
+                 base_url: Optional[str] = None, options: Optional[ConnectionOptions] = None) -> None:
+        spec = spec_for(provider)
+        self._spec = spec
+        self.provider: str = spec.name
+        self.options = options if options is not None else ConnectionOptions()
+        if not isinstance(self.options, ConnectionOptions):
+            raise ConfigurationError("options must be a llmlib.ConnectionOptions")
+        if api_key is None:
+            api_key = next((os.environ[v] for v in spec.key_env if os.environ.get(v)), None)
+        if spec.needs_key and not api_key:
+            raise ConfigurationError(
+                f"no API key for {spec.name}: set {' or '.join(spec.key_env)} in the environment, "
+                f"or pass Client({spec.name!r}, api_key=...)"
+            )
+        url = base_url or os.environ.get(spec.base_url_env) or spec.base_url
+        if url is None and spec.name != "local":
+            raise ConfigurationError(f"{spec.name} has no default base URL; pass base_url=...")
+        self._base_url = url.rstrip("/") if url else None
+
+        from llmlib.providers.openai import OpenAIProtocol  # the only protocol so far
+
+        self._protocol = OpenAIProtocol(spec)
+        header, value = self._protocol.auth(api_key)
+        self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value,
+                                    secrets=(api_key,) if api_key else ())
+
+    @classmethod
+    def with_options(cls, provider: Union[str, Provider], options: ConnectionOptions, *,
+                     api_key: Optional[str] = None, base_url: Optional[str] = None) -> "Client":
+        """``Client(provider, options=options)``, spelled for readability."""
+        return cls(provider, api_key=api_key, base_url=base_url, options=options)
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to (for ``local``, starting its server on first use)."""
+        if self._base_url is None:
+            return local.base_url()
+        return self._base_url
+
+    def __repr__(self) -> str:
+        return f"Client(provider={self.provider!r}, base_url={self._base_url or '<local, lazy>'!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections. The Client is not used after this."""
+        self._transport.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ chat
+
+    def _build(self, request: Optional[ChatCompletionRequest], kwargs: dict) -> ChatCompletionRequest:
+        if request is None:
+            if self.provider == "local":
+                kwargs.setdefault("model", local.MODEL_ALIAS)
+            try:
+                return ChatCompletionRequest(**kwargs)
+            except TypeError as exc:
+                raise ConfigurationError(f"bad chat request arguments: {exc}") from None
+        if not isinstance(request, ChatCompletionRequest):
+            raise ConfigurationError(
+                f"expected a ChatCompletionRequest, got {type(request).__name__}; "
+                "or pass model=... and messages=... as keywords"
+            )
+        return request.with_changes(**kwargs) if kwargs else request
+
+    def chat_completion(self, request: Optional[ChatCompletionRequest] = None, **kwargs: Any) -> ChatCompletionResponse:
+        """Send one chat completion and return the whole answer.
+
+        Pass a :class:`ChatCompletionRequest`, or its fields as keywords
+        (``model=``, ``messages=``, ``max_tokens=``...). Follows the provider's chat
+        API (OpenAI protocol: https://platform.openai.com/docs/api-reference/chat/create).
+
+        Raises the :mod:`llmlib.errors` tree: ConfigurationError (bad input, before
+        sending), APIConnectionError / APITimeoutError, APIStatusError subclasses
+        (after retries), ResponseTooLargeError, DecodeError.
+        """
+        req = self._build(request, kwargs)
+        url, body = self._protocol.chat(self.base_url, req, stream=False)
+        return self._protocol.decode_response(self._json("POST", url, body))
+
+    def chat_completion_stream(self, request: Optional[ChatCompletionRequest] = None, *,
+                               cancel: Optional[CancelToken] = None,
+                               **kwargs: Any) -> Iterator[ChatCompletionChunk]:
+        """Send a streamed chat completion; return a plain generator of chunks.
+
+        The request is sent now: HTTP errors (401, 404, 429 after retries...) are
+        raised by this call, before the generator exists. Errors inside the stream
+        are raised from the for-loop, with ``.partial`` holding what arrived.
+        Leaving the loop early, ``close()``, or dropping the generator closes the
+        connection. With ``cancel``, cancelling the token ends the generator
+        quietly from any thread. Usage arrives on the last chunk when the provider
+        reports it.
+        """
+        req = self._build(request, kwargs)
+        url, body = self._protocol.chat(self.base_url, req, stream=True)
+        response = self._transport.request("POST", url, json=body, stream=True,
+                                           headers={"Accept": "text/event-stream"})
+        try:
+            self._check_stream(response)
+        except BaseException:
+            response.close()
+            raise
+        decoder = self._protocol.stream_decoder(req, self._transport.scrub)
+        return open_stream(self._transport, response, decoder, cancel)
+
+    def chat_completion_stream_with_cancel(self, request: Optional[ChatCompletionRequest] = None,
+                                           **kwargs: Any) -> Tuple[Iterator[ChatCompletionChunk], CancelToken]:
+        """``chat_completion_stream`` with a new :class:`CancelToken`: returns
+        ``(generator, token)``; ``token.cancel()`` from any thread ends the stream."""
+        token = CancelToken()
+        return self.chat_completion_stream(request, cancel=token, **kwargs), token
+
+    def quick_chat_text(self, model: Optional[str], prompt: str, *, system: Optional[str] = None,
+                        **kwargs: Any) -> str:
+        """The text of a one-turn chat: ``prompt`` as the user message, optionally
+        after a ``system`` message. Raises like :meth:`chat_completion`."""
+        messages = ([Message.system(system)] if system else []) + [Message.user(prompt)]
+        if model is not None:
+            kwargs["model"] = model
+        return self.chat_completion(messages=messages, **kwargs).text
+
+    # ------------------------------------------------------------ models
+
+    def list_models(self) -> List[ModelInfo]:
+        """The models the provider offers (OpenAI protocol: ``GET /models``)."""
+        data = self._json("GET", self._protocol.models_url(self.base_url), None)
+        try:
+            models = self._protocol.decode_models(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DecodeError(f"unexpected models list from {self.provider}: {exc}",
+                              provider=self.provider) from None
+        if self.provider == "local":
+            models = [local.describe(m) for m in models]
+        return models
+
+    def model_info(self, model: str) -> ModelInfo:
+        """What llmlib knows of ``model``, from the provider's model list.
+
+        Raises NotFoundError when the provider does not list it.
+        """
+        for info in self.list_models():
+            if info.id == model:
+                return info
+        raise NotFoundError(f"{self.provider} does not list a model named {model!r}; "
+                            "see client.list_models()", provider=self.provider, status_code=404)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _json(self, method: str, url: str, body: Any) -> Any:
+        response = self._transport.request(method, url, json=body, stream=True)
+        with response:
+            if response.status_code >= 400:
+                raise self._status_error(response)
+            raw = self._transport.read_body(response)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise DecodeError(
+                f"{self.provider} sent a body that is not JSON ({exc}): {first_bytes(raw, 200)!r}",
+                provider=self.provider, status_code=response.status_code,
+            ) from None
+        if isinstance(data, dict) and data.get("error"):
+            # An error object inside a 200 body.
+            raise error_from_payload(data, provider=self.provider, headers=response.headers,
+                                     scrub=self._transport.scrub)
+        return data
+
+    def _status_error(self, response: requests.Response) -> APIStatusError:
+        body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True)
+        return error_from_response(response.status_code, response.headers, body,
+                                   provider=self.provider, scrub=self._transport.scrub)
+
+    def _check_stream(self, response: requests.Response) -> None:
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind in _STREAM_TYPES or not kind:
+            return
+        body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True)
+        if kind.endswith("json"):
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and data.get("error"):
+                raise error_from_payload(data, provider=self.provider, headers=response.headers,
+                                         scrub=self._transport.scrub)
+        raise APIStatusError(
+            f"expected an event stream but got {kind} (a proxy, captive portal or wrong base_url?): "
+            f"{first_bytes(body, 200)!r}",
+            provider=self.provider, status_code=response.status_code,
+        )

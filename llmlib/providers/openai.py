@@ -1,0 +1,320 @@
+"""The OpenAI chat-completions protocol, the whole wire format in one place.
+
+Follows https://platform.openai.com/docs/api-reference/chat/create (request body),
+https://platform.openai.com/docs/api-reference/chat/object (response),
+https://platform.openai.com/docs/api-reference/chat/streaming (``chat.completion.chunk``
+events ended by ``data: [DONE]``) and
+https://platform.openai.com/docs/api-reference/models/list. Every OpenAI-compatible
+provider (Groq, DeepSeek, OpenRouter, Mistral, llama.cpp...) uses this module with
+its own row of :mod:`llmlib.providers`.
+
+Knows nothing about HTTP, threads or retries.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+from llmlib.errors import ConfigurationError
+from llmlib.error_mapping import error_from_payload
+from llmlib.messages import Content, ContentPart, FunctionCall, Message, Role, Tool, ToolCall
+from llmlib.providers import ProviderSpec
+from llmlib.types import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    FunctionCallDelta,
+    ModelInfo,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["OpenAIProtocol", "StreamDecoder", "decode_chunk", "decode_response", "encode_message"]
+
+# Finish reasons outside OpenAI's four words that compatible servers send.
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "tool_calls",
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/mpeg": "mp3",
+                  "audio/mp3": "mp3"}
+
+
+def finish_reason(value: Optional[str]) -> Optional[str]:
+    """A provider finish reason as one of OpenAI's four words (other values are kept as sent)."""
+    if value is None:
+        return None
+    return _FINISH.get(value, value)
+
+
+# ---------------------------------------------------------------- requests
+
+
+def _encode_part(part: ContentPart) -> Dict[str, Any]:
+    if part.type == "text":
+        return {"type": "text", "text": part.text or ""}
+    if part.type == "image":
+        return {"type": "image_url", "image_url": {"url": part.url}}
+    if part.type == "audio":
+        if not part.url or not part.url.startswith("data:"):
+            raise ConfigurationError(
+                "the OpenAI chat protocol takes audio only inline; use Content.from_audio_file(path) "
+                "or a data: URL instead of a remote URL"
+            )
+        mime = (part.mime or part.url[5:].split(";", 1)[0]).lower()
+        fmt = _AUDIO_FORMATS.get(mime)
+        if fmt is None:
+            raise ConfigurationError(f"the OpenAI chat protocol takes wav or mp3 audio, not {mime!r}")
+        return {"type": "input_audio", "input_audio": {"data": part.url.partition(",")[2], "format": fmt}}
+    raise ConfigurationError(f"unknown content part type {part.type!r}")
+
+
+def encode_message(message: Message) -> Dict[str, Any]:
+    """One :class:`Message` as an OpenAI ``messages[]`` item."""
+    out: Dict[str, Any] = {"role": message.role.value}
+    content = message.content
+    if content is None:
+        out["content"] = None if message.role is Role.ASSISTANT else ""
+    elif content.is_text_only():
+        out["content"] = content.as_text()
+    else:
+        if message.role not in (Role.USER, Role.SYSTEM, Role.DEVELOPER):
+            raise ConfigurationError(f"{message.role.value} messages may hold only text, not images or audio")
+        out["content"] = [_encode_part(p) for p in content.parts]
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": c.type, "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    elif message.role is Role.TOOL:
+        raise ConfigurationError("a tool message needs tool_call_id: use Message.tool(tool_call_id, content)")
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def _encode_tool(tool: Tool) -> Dict[str, Any]:
+    function: Dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+_PASSTHROUGH = ("temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
+                "parallel_tool_calls", "reasoning_effort", "user")
+
+
+def encode_request(request: ChatCompletionRequest, spec: ProviderSpec, *, stream: bool) -> Dict[str, Any]:
+    """The JSON body of ``POST /chat/completions`` for ``request``."""
+    if not request.model:
+        raise ConfigurationError("ChatCompletionRequest.model is empty; name the model to use")
+    if not request.messages:
+        raise ConfigurationError("ChatCompletionRequest.messages is empty; add at least one Message")
+    body: Dict[str, Any] = {
+        "model": request.model,
+        "messages": [encode_message(m) for m in request.messages],
+    }
+    if request.max_tokens is not None:
+        body[spec.max_tokens_field] = request.max_tokens
+    for name in _PASSTHROUGH:
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = list(value) if name == "stop" and not isinstance(value, str) else value
+    if request.response_format is not None:
+        body["response_format"] = dict(request.response_format)
+    if request.tools:
+        body["tools"] = [_encode_tool(t) for t in request.tools]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        body["tool_choice"] = (
+            choice if choice in ("auto", "none", "required") else {"type": "function", "function": {"name": choice}}
+        )
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if request.extra_body:
+        body.update(request.extra_body)
+    return body
+
+
+# ---------------------------------------------------------------- responses
+
+
+def decode_usage(obj: Dict[str, Any]) -> Usage:
+    """An OpenAI ``usage`` object (with its ``*_details``) as :class:`Usage`."""
+    prompt = obj.get("prompt_tokens") or 0
+    completion = obj.get("completion_tokens") or 0
+    details = obj.get("completion_tokens_details") or {}
+    prompt_details = obj.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt,
+        completion,
+        obj.get("total_tokens") or prompt + completion,
+        details.get("reasoning_tokens"),
+        prompt_details.get("cached_tokens"),
+    )
+
+
+def _decode_tool_call(obj: Dict[str, Any]) -> ToolCall:
+    fn = obj.get("function") or {}
+    return ToolCall(obj.get("id") or "", FunctionCall(fn.get("name") or "", fn.get("arguments") or ""),
+                    obj.get("type") or "function")
+
+
+def decode_response(obj: Dict[str, Any]) -> ChatCompletionResponse:
+    """A ``chat.completion`` object as :class:`ChatCompletionResponse`."""
+    choices = []
+    for position, c in enumerate(obj.get("choices") or ()):
+        m = c.get("message") or {}
+        calls = m.get("tool_calls")
+        choices.append(Choice(
+            c.get("index", position),
+            Message(
+                m.get("role") or "assistant",
+                m.get("content"),
+                tuple(_decode_tool_call(t) for t in calls) if calls else None,
+                reasoning_content=m.get("reasoning_content") or m.get("reasoning"),
+                refusal=m.get("refusal"),
+            ),
+            finish_reason(c.get("finish_reason")),
+            c.get("logprobs"),
+        ))
+    usage = obj.get("usage")
+    return ChatCompletionResponse(
+        obj.get("id"), obj.get("model"), choices, decode_usage(usage) if usage else None,
+        obj.get("created"), obj.get("object") or "chat.completion", obj.get("system_fingerprint"),
+    )
+
+
+def decode_chunk(obj: Dict[str, Any]) -> ChatCompletionChunk:
+    """A ``chat.completion.chunk`` object as :class:`ChatCompletionChunk` (the hot path)."""
+    choices = []
+    for position, c in enumerate(obj.get("choices") or ()):
+        d = c.get("delta") or {}
+        calls = d.get("tool_calls")
+        if calls:
+            calls = [
+                ToolCallDelta(
+                    t.get("index", i), t.get("id"), t.get("type"),
+                    FunctionCallDelta((t.get("function") or {}).get("name"), (t.get("function") or {}).get("arguments")),
+                )
+                for i, t in enumerate(calls)
+            ]
+        reason = c.get("finish_reason")
+        choices.append(ChunkChoice(
+            c.get("index", position),
+            Delta(d.get("role"), d.get("content"), d.get("reasoning_content") or d.get("reasoning"),
+                  calls or None, d.get("refusal")),
+            _FINISH.get(reason, reason) if reason is not None else None,
+            c.get("logprobs"),
+        ))
+    usage = obj.get("usage")
+    return ChatCompletionChunk(
+        obj.get("id"), obj.get("model"), choices, decode_usage(usage) if usage else None,
+        obj.get("created"), obj.get("object") or "chat.completion.chunk", obj.get("system_fingerprint"),
+    )
+
+
+class StreamDecoder:
+    """Turns the SSE events of one stream into chunks.
+
+    ``decode(event)`` returns a chunk, or None for events that carry none
+    (``[DONE]``); it raises the typed error of an error event, and ValueError for
+    a payload that is not a JSON object. ``ended`` becomes True at ``[DONE]`` (read
+    no further); ``complete`` also once every choice has sent its ``finish_reason``
+    (a server that closes without ``[DONE]`` has still answered in full).
+    """
+
+    __slots__ = ("provider", "ended", "_finished", "_choices", "_scrub")
+
+    def __init__(self, provider: str, choices: int = 1, scrub=lambda s: s) -> None:
+        self.provider = provider
+        self.ended = False
+        self._finished: set = set()
+        self._choices = max(choices, 1)
+        self._scrub = scrub
+
+    @property
+    def complete(self) -> bool:
+        return self.ended or len(self._finished) >= self._choices
+
+    def decode(self, event) -> Optional[ChatCompletionChunk]:
+        data = event.data
+        if data == "[DONE]":
+            self.ended = True
+            return None
+        obj = json.loads(data)
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        if "error" in obj or event.event == "error":
+            raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
+        chunk = decode_chunk(obj)
+        for c in chunk.choices:
+            if c.finish_reason is not None:
+                self._finished.add(c.index)
+        return chunk
+
+
+def decode_models(obj: Any, provider: str) -> List[ModelInfo]:
+    """A ``GET /models`` list (``{"data": [...]}``) as ModelInfo values."""
+    items = obj.get("data") if isinstance(obj, dict) else obj
+    if not isinstance(items, list):
+        raise ValueError("expected a models list with a 'data' array")
+    return [decode_model(m, provider) for m in items if isinstance(m, dict) and m.get("id")]
+
+
+def decode_model(obj: Dict[str, Any], provider: str) -> ModelInfo:
+    """One OpenAI ``model`` object as ModelInfo (capabilities unknown: None)."""
+    context = obj.get("context_length") or obj.get("context_window") or obj.get("max_model_len")
+    return ModelInfo(obj["id"], provider, obj.get("owned_by"), obj.get("created"),
+                     context if isinstance(context, int) else None, raw=obj)
+
+
+class OpenAIProtocol:
+    """The request/response shapes of an OpenAI-compatible provider at ``base_url``."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+
+    @staticmethod
+    def auth(api_key: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+        """The (header, value) that carries the key."""
+        return ("Authorization", f"Bearer {api_key}") if api_key else (None, None)
+
+    def chat(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> Tuple[str, Dict[str, Any]]:
+        """(url, json body) of a chat completion."""
+        return f"{base_url}/chat/completions", encode_request(request, self.spec, stream=stream)
+
+    def stream_decoder(self, request: ChatCompletionRequest, scrub) -> StreamDecoder:
+        return StreamDecoder(self.spec.name, request.n or 1, scrub)
+
+    decode_response = staticmethod(decode_response)
+
+    def models_url(self, base_url: str) -> str:
+        return f"{base_url}/models"
+
+    def model_url(self, base_url: str, model: str) -> str:
+        return f"{base_url}/models/{model}"
+
+    def decode_models(self, obj: Any) -> List[ModelInfo]:
+        return decode_models(obj, self.spec.name)
+
+    def decode_model(self, obj: Any) -> ModelInfo:
+        return decode_model(obj, self.spec.name)

@@ -1,0 +1,167 @@
+"""One HTTP response body as a plain generator of chunks.
+
+The bytes flow ``Transport.iter_body`` -> :class:`~llmlib.framing.SSEFramer` ->
+sseclient-py (fields) -> the protocol's stream decoder -> the caller's for-loop.
+This module owns the life of the connection:
+
+- it ends quietly when the :class:`~llmlib.CancelToken` is cancelled, waking a read
+  blocked on a silent socket by shutting that socket down;
+- it raises a :class:`~llmlib.StreamError` (or the mid-stream error) with
+  ``.partial`` holding what arrived, never a silently short answer;
+- it closes the response when the loop is left early, the generator is closed, or
+  the generator is dropped, even one that was never started; after the provider's
+  end marker it reads the body to its end so the connection goes back to the pool.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import weakref
+from typing import Any, Iterator, List, Optional
+
+import requests
+import sseclient
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+from llmlib.cancel import CancelToken
+from llmlib.errors import APITimeoutError, DecodeError, IncompleteStreamError, LLMError
+from llmlib.framing import SSEFramer, first_bytes
+from llmlib.streaming import collect
+from llmlib.transport import Transport, socket_of
+from llmlib.types import ChatCompletionChunk
+
+__all__ = ["open_stream", "SocketInterrupter"]
+
+_DRAIN_LIMIT = 64 * 1024  # bytes read after the end marker before giving the connection up
+
+
+class SocketInterrupter:
+    """Wakes a thread blocked reading ``response`` by shutting its socket down.
+
+    ``interrupt()`` may come from any thread; ``disarm()`` (from the reading thread,
+    before the connection can go back to the pool) makes later interrupts no-ops.
+    """
+
+    __slots__ = ("_lock", "_sock")
+
+    def __init__(self, response: requests.Response) -> None:
+        self._lock = threading.Lock()
+        self._sock = socket_of(response)
+
+    def interrupt(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+            if sock is None:
+                return
+            try:
+                # The plain socket method: on an SSLSocket it leaves the TLS object
+                # alone for the reading thread, which just sees the connection end.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._sock = None
+
+
+def _noop() -> None:
+    pass
+
+
+def open_stream(transport: Transport, response: requests.Response, decoder: Any,
+                token: Optional[CancelToken] = None) -> Iterator[ChatCompletionChunk]:
+    """The chunks of a streamed ``response``, as a generator that owns it.
+
+    ``decoder`` is the protocol's stream decoder: ``decode(event)`` returns a chunk
+    or None; ``ended`` says the end marker arrived; ``complete`` that the answer is
+    whole. Raises from the for-loop: IncompleteStreamError, DecodeError,
+    ResponseTooLargeError, APITimeoutError, or the provider's mid-stream error;
+    each with ``.partial``.
+    """
+    gen = _chunks(transport, response, decoder, token)
+    # Dropping a generator that never started runs no finally block: close here.
+    weakref.finalize(gen, response.close)
+    return gen
+
+
+def _chunks(transport: Transport, response: requests.Response, decoder: Any,
+            token: Optional[CancelToken]) -> Iterator[ChatCompletionChunk]:
+    body = transport.iter_body(response)
+    framer = SSEFramer(body, transport.options.max_response_bytes)
+    received: List[ChatCompletionChunk] = []
+    interrupter = SocketInterrupter(response)
+    detach = token.on_cancel(interrupter.interrupt) if token is not None else _noop
+    try:
+        try:
+            for event in sseclient.SSEClient(framer).events():
+                chunk = decoder.decode(event)
+                if chunk is not None:
+                    if token is not None and token.cancelled:
+                        return
+                    received.append(chunk)
+                    yield chunk
+                if decoder.ended:
+                    break
+        except (ProtocolError, OSError, requests.exceptions.RequestException) as exc:
+            if token is not None and token.cancelled:
+                return
+            if isinstance(exc, ReadTimeoutError) or isinstance(getattr(exc, "args", [None])[0], ReadTimeoutError):
+                raise _with_partial(APITimeoutError(
+                    f"read timeout: the server sent nothing for {transport.options.timeout.read} s mid-stream",
+                    provider=transport.provider, status_code=response.status_code), received) from None
+            raise _with_partial(IncompleteStreamError(
+                f"the connection broke mid-stream after {framer.bytes_read} bytes "
+                f"({type(exc).__name__}); the answer is incomplete",
+                provider=transport.provider, status_code=response.status_code), received) from None
+        except UnicodeDecodeError:
+            raise _with_partial(DecodeError(
+                f"invalid UTF-8 in the stream event at byte offset {framer.block_offset}",
+                offset=framer.block_offset, provider=transport.provider,
+                status_code=response.status_code), received) from None
+        except ValueError as exc:  # json.JSONDecodeError, or a non-object payload
+            if isinstance(exc, LLMError):
+                raise _with_partial(exc, received)
+            raise _with_partial(DecodeError(
+                f"invalid JSON in the stream event at byte offset {framer.block_offset}: {exc}",
+                offset=framer.block_offset, provider=transport.provider,
+                status_code=response.status_code), received) from None
+        except LLMError as exc:  # a mid-stream error event, or an event over the size limit
+            raise _with_partial(exc, received)
+
+        if token is not None and token.cancelled:
+            return
+        if decoder.ended:
+            # Read the rest (normally just the chunked terminator) so urllib3 puts the
+            # connection back in the pool; first make sure no cancel can touch it.
+            detach()
+            interrupter.disarm()
+            _drain(body)
+            return
+        if not decoder.complete:
+            tail = framer.leftover
+            raise _with_partial(IncompleteStreamError(
+                "the stream ended before the provider's end marker; the answer is incomplete"
+                + (f" (an unterminated event was dropped: {first_bytes(tail, 80)!r})" if tail else ""),
+                provider=transport.provider, status_code=response.status_code), received)
+    finally:
+        detach()
+        response.close()
+
+
+def _drain(body: Iterator[bytes]) -> None:
+    drained = 0
+    try:
+        for piece in body:
+            drained += len(piece)
+            if drained > _DRAIN_LIMIT:
+                return
+    except (ProtocolError, OSError, requests.exceptions.RequestException):
+        pass
+
+
+def _with_partial(exc: LLMError, received: List[ChatCompletionChunk]) -> LLMError:
+    exc.partial = collect(received) if received else None
+    return exc
+

@@ -1,0 +1,198 @@
+"""Helpers over any iterable of :class:`~llmlib.ChatCompletionChunk`.
+
+``collect(chunks)`` assembles the complete :class:`~llmlib.ChatCompletionResponse`
+(text, reasoning, tool calls by ``index``, finish reasons, usage);
+``events(chunks)`` flattens chunks into typed events::
+
+    ContentDelta(text) | ReasoningDelta(text) | ToolCallStart(index, id, name)
+    | ToolCallDelta(index, arguments) | UsageReport(usage) | Done(finish_reason)
+
+(this module's ``ToolCallDelta`` event is not ``llmlib.ToolCallDelta``, the piece of
+a chunk: import the events from ``llmlib.streaming``).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Iterator, List, Optional, Union
+
+import attrs
+
+from llmlib.messages import FunctionCall, Message, ToolCall
+from llmlib.types import ChatCompletionChunk, ChatCompletionResponse, Choice, Usage
+
+__all__ = ["collect", "events", "ContentDelta", "ReasoningDelta", "ToolCallStart", "ToolCallDelta",
+           "UsageReport", "Done", "StreamEvent", "Accumulator"]
+
+
+class _ChoiceState:
+    __slots__ = ("role", "content", "reasoning", "refusal", "calls", "finish_reason")
+
+    def __init__(self) -> None:
+        self.role: Optional[str] = None
+        self.content: List[str] = []
+        self.reasoning: List[str] = []
+        self.refusal: List[str] = []
+        self.calls: Dict[int, List] = {}  # index -> [id, type, name, [argument pieces]]
+        self.finish_reason: Optional[str] = None
+
+
+class Accumulator:
+    """Builds a response from chunks one at a time (what :func:`collect` uses).
+
+    ``add(chunk)`` folds a chunk in; ``response()`` gives the response so far, at
+    any moment (the stream layer uses it for the ``.partial`` of a broken stream).
+    """
+
+    __slots__ = ("id", "model", "created", "system_fingerprint", "usage", "_choices")
+
+    def __init__(self) -> None:
+        self.id: Optional[str] = None
+        self.model: Optional[str] = None
+        self.created: Optional[int] = None
+        self.system_fingerprint: Optional[str] = None
+        self.usage: Optional[Usage] = None
+        self._choices: Dict[int, _ChoiceState] = {}
+
+    def add(self, chunk: ChatCompletionChunk) -> None:
+        if self.id is None and chunk.id:
+            self.id = chunk.id
+        if self.model is None and chunk.model:
+            self.model = chunk.model
+        if self.created is None and chunk.created:
+            self.created = chunk.created
+        if chunk.system_fingerprint:
+            self.system_fingerprint = chunk.system_fingerprint
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            state = self._choices.get(choice.index)
+            if state is None:
+                state = self._choices[choice.index] = _ChoiceState()
+            delta = choice.delta
+            if delta.role:
+                state.role = delta.role
+            if delta.content:
+                state.content.append(delta.content)
+            if delta.reasoning_content:
+                state.reasoning.append(delta.reasoning_content)
+            if delta.refusal:
+                state.refusal.append(delta.refusal)
+            for call in delta.tool_calls or ():
+                entry = state.calls.get(call.index)
+                if entry is None:
+                    entry = state.calls[call.index] = [None, None, None, []]
+                if call.id:
+                    entry[0] = call.id
+                if call.type:
+                    entry[1] = call.type
+                name = call.function.name
+                if name and name != entry[2]:
+                    # Sent once by most providers, repeated by some, in pieces by a few.
+                    entry[2] = name if entry[2] is None else entry[2] + name
+                if call.function.arguments:
+                    entry[3].append(call.function.arguments)
+            if choice.finish_reason is not None:
+                state.finish_reason = choice.finish_reason
+
+    def response(self) -> ChatCompletionResponse:
+        choices = []
+        for index in sorted(self._choices):
+            s = self._choices[index]
+            calls = tuple(
+                ToolCall(e[0] or "", FunctionCall(e[2] or "", "".join(e[3])), e[1] or "function")
+                for _, e in sorted(s.calls.items())
+            )
+            message = Message(
+                s.role or "assistant",
+                "".join(s.content) if s.content or not calls else None,
+                calls or None,
+                reasoning_content="".join(s.reasoning) if s.reasoning else None,
+                refusal="".join(s.refusal) if s.refusal else None,
+            )
+            choices.append(Choice(index, message, s.finish_reason))
+        return ChatCompletionResponse(self.id, self.model, choices, self.usage, self.created,
+                                      "chat.completion", self.system_fingerprint)
+
+
+def collect(chunks: Iterable[ChatCompletionChunk]) -> ChatCompletionResponse:
+    """Consume ``chunks`` and return the complete response they make up.
+
+    Text, reasoning and refusal pieces are concatenated per choice; tool calls are
+    assembled by their ``index`` (several may stream in parallel); the last
+    ``finish_reason`` and ``usage`` seen win. Errors raised by the stream propagate.
+    """
+    acc = Accumulator()
+    for chunk in chunks:
+        acc.add(chunk)
+    return acc.response()
+
+
+@attrs.frozen
+class ContentDelta:
+    """A piece of answer text."""
+    text: str
+
+
+@attrs.frozen
+class ReasoningDelta:
+    """A piece of visible reasoning text."""
+    text: str
+
+
+@attrs.frozen
+class ToolCallStart:
+    """A tool call begins: its ``index`` in this answer, ``id`` and function ``name``."""
+    index: int
+    id: Optional[str]
+    name: Optional[str]
+
+
+@attrs.frozen
+class ToolCallDelta:
+    """A fragment of the JSON ``arguments`` of tool call ``index``."""
+    index: int
+    arguments: str
+
+
+@attrs.frozen
+class UsageReport:
+    """Token usage, reported once near the end."""
+    usage: Usage
+
+
+@attrs.frozen
+class Done:
+    """The answer ended, with this finish reason."""
+    finish_reason: Optional[str]
+
+
+StreamEvent = Union[ContentDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, UsageReport, Done]
+
+
+def events(chunks: Iterable[ChatCompletionChunk], choice: int = 0) -> Iterator[StreamEvent]:
+    """Flatten the chunks of one choice (``choice``, default 0) into typed events.
+
+    A ``ToolCallStart`` comes once per call, before its ``ToolCallDelta`` fragments;
+    ``Done`` comes when the choice's ``finish_reason`` arrives; ``UsageReport``
+    when usage arrives (usually after ``Done``).
+    """
+    started = set()
+    for chunk in chunks:
+        for c in chunk.choices:
+            if c.index != choice:
+                continue
+            d = c.delta
+            if d.reasoning_content:
+                yield ReasoningDelta(d.reasoning_content)
+            if d.content:
+                yield ContentDelta(d.content)
+            for call in d.tool_calls or ():
+                if call.index not in started:
+                    started.add(call.index)
+                    yield ToolCallStart(call.index, call.id, call.function.name)
+                if call.function.arguments:
+                    yield ToolCallDelta(call.index, call.function.arguments)
+            if c.finish_reason is not None:
+                yield Done(c.finish_reason)
+        if chunk.usage is not None:
+            yield UsageReport(chunk.usage)

@@ -1,0 +1,289 @@
+"""HTTP for llmlib: one ``requests.Session`` per Client, retries, timeouts, body reads.
+
+Nothing here knows a provider's wire format. Retries are urllib3's ``Retry``, taught
+three things LLM APIs need: ``x-should-retry``, ``retry-after-ms``, and giving up
+at once when the server asks for a wait longer than :data:`MAX_RETRY_AFTER`
+seconds. Retries happen only before the response headers arrive, so a stream is
+never retried after its first byte, let alone its first chunk.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import socket
+import time
+from typing import Any, Iterator, Mapping, Optional
+
+import requests
+import requests.adapters
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
+
+from llmlib.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ResponseTooLargeError,
+)
+from llmlib.options import ConnectionOptions
+
+__all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of"]
+
+#: The longest ``Retry-After`` (seconds) llmlib waits for; a longer one raises at once.
+MAX_RETRY_AFTER = 60.0
+_RETRY_STATUSES = frozenset([408, 409, 429, 529])
+_READ_SIZE = 64 * 1024
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> Optional[float]:
+    """The wait a response asks for, in seconds: ``retry-after-ms``, then
+    ``Retry-After`` (seconds or an HTTP date). None when absent or unreadable."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000.0
+            if value >= 0 and value == value:  # not NaN
+                return value
+        except ValueError:
+            pass
+    text = headers.get("retry-after")
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        value = float(text)
+        return value if value >= 0 and value == value and value != float("inf") else None
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(text)
+    if parsed is None:
+        return None
+    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def should_retry_status(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether a response with this status and headers is worth another try."""
+    flag = headers.get("x-should-retry")
+    if flag is not None and flag.strip().lower() in ("true", "false"):
+        return flag.strip().lower() == "true"
+    return status in _RETRY_STATUSES or status >= 500
+
+
+class _Retry(Retry):
+    """urllib3 ``Retry`` with LLM-API rules (see module docstring)."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        # Every error status reaches increment(), which sees the headers and decides.
+        return status_code >= 400 and bool(self.total)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if response is not None and error is None:
+            headers = response.headers
+            wait = parse_retry_after(headers)
+            if not should_retry_status(response.status, headers) or (wait is not None and wait > MAX_RETRY_AFTER):
+                # urllib3 answers MaxRetryError by returning this response to requests.
+                raise MaxRetryError(_pool, url or "", None)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def get_retry_after(self, response) -> Optional[float]:
+        return parse_retry_after(response.headers)
+
+    def get_backoff_time(self) -> float:
+        # min(0.5 * 2**n, 8) s for the n-th retry (n from 0), less up to 25% jitter.
+        n = max(len(self.history) - 1, 0)
+        return min(0.5 * 2 ** n, 8.0) * (1.0 - 0.25 * random.random())
+
+
+class _KeyAuth(requests.auth.AuthBase):
+    """Adds the API key header to each request; its repr never shows the key."""
+
+    def __init__(self, header: str, value: str) -> None:
+        self.header = header
+        self._value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers[self.header] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return f"<key auth in {self.header}>"
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """Stops requests from reading ~/.netrc credentials into our requests."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+def socket_of(response: requests.Response) -> Optional[socket.socket]:
+    """The socket under a streamed response, or None once it is released.
+
+    urllib3 2 exposes it publicly (``HTTPResponse.connection.sock``); older
+    urllib3 keeps it only behind http.client's private attributes, tried second.
+    """
+    raw = response.raw
+    conn = getattr(raw, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        return sock
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)
+    return getattr(getattr(fp, "raw", None), "_sock", None)
+
+
+class Transport:
+    """Sends requests for one Client over one ``requests.Session``.
+
+    Thread-safe: the session's pool hands each thread its own connection. The
+    pool holds ``options.pool_size`` connections per host.
+    """
+
+    def __init__(self, options: ConnectionOptions, provider: str, *, auth_header: Optional[str] = None,
+                 auth_value: Optional[str] = None, secrets: tuple = ()) -> None:
+        self.options = options
+        self.provider = provider
+        self.secrets = tuple(s for s in secrets if s)
+        session = requests.Session()
+        retry = _Retry(
+            total=options.max_retries,
+            connect=options.max_retries,
+            read=options.max_retries,
+            status=options.max_retries,
+            redirect=0,
+            other=0,
+            allowed_methods=None,  # POST too: LLM calls are retried like the official SDKs do
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=max(options.pool_size, 1), max_retries=retry
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = _user_agent()
+        session.headers.update(options.headers)
+        session.verify = options.verify
+        if options.proxy:
+            session.proxies = {"http": options.proxy, "https": options.proxy}
+        session.auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
+        self.session = session
+
+    def request(self, method: str, url: str, *, json: Any = None, headers: Optional[Mapping[str, str]] = None,
+                stream: bool = False) -> requests.Response:
+        """Send one request (with retries) and return the response, whatever its status.
+
+        Raises APITimeoutError when connect or read (waiting for headers) times
+        out, APIConnectionError for DNS, refused, reset, TLS and proxy failures.
+        """
+        timeout = self.options.timeout
+        try:
+            return self.session.request(
+                method,
+                url,
+                json=json,
+                headers=headers,
+                stream=stream,
+                timeout=(timeout.connect, timeout.read),
+                allow_redirects=self.options.follow_redirects,
+            )
+        except requests.exceptions.Timeout as exc:
+            kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+            limit = timeout.connect if kind == "connect" else timeout.read
+            raise APITimeoutError(
+                f"{kind} timeout after {limit} s talking to {self._where(url)}",
+                provider=self.provider,
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise APIConnectionError(
+                f"cannot reach {self._where(url)}: {self.scrub(_reason(exc))}", provider=self.provider
+            ) from None
+
+    def read_body(self, response: requests.Response, limit: Optional[int] = None, truncate: bool = False) -> bytes:
+        """The whole body of a non-streamed response, up to ``limit`` bytes
+        (default ``max_response_bytes``).
+
+        Past the limit: with ``truncate`` the first ``limit`` bytes are returned
+        (error bodies), else ResponseTooLargeError; either way the connection is
+        closed. Raises APITimeoutError on silence, APIConnectionError when the
+        connection breaks.
+        """
+        limit = self.options.max_response_bytes if limit is None else limit
+        parts = []
+        size = 0
+        try:
+            for part in response.iter_content(_READ_SIZE):
+                parts.append(part)
+                size += len(part)
+                if size > limit:
+                    response.close()
+                    if truncate:
+                        return b"".join(parts)[:limit]
+                    raise ResponseTooLargeError(
+                        f"response body exceeded max_response_bytes={limit} bytes",
+                        provider=self.provider, status_code=response.status_code,
+                    )
+        except requests.exceptions.Timeout:
+            response.close()
+            raise APITimeoutError(
+                f"read timeout: the server sent nothing for {self.options.timeout.read} s in the response body",
+                provider=self.provider, status_code=response.status_code,
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            response.close()
+            raise APIConnectionError(
+                f"connection broke while reading the response: {self.scrub(_reason(exc))}",
+                provider=self.provider, status_code=response.status_code,
+            ) from None
+        return b"".join(parts)
+
+    def iter_body(self, response: requests.Response) -> Iterator[bytes]:
+        """The body of a streamed response as the network delivers it.
+
+        Each read returns as soon as any bytes are there (urllib3's ``read1``),
+        for chunked and close-delimited bodies alike, gzip decoded. Raises
+        urllib3's exceptions as they come; the stream layer maps them.
+        """
+        raw = response.raw
+        read = getattr(raw, "read1", None)
+        if read is None:  # urllib3 < 2.2: chunked bodies stay prompt, close-delimited ones buffer
+            yield from raw.stream(_READ_SIZE, decode_content=True)
+            return
+        while True:
+            data = read(_READ_SIZE)
+            if not data:
+                return
+            yield data
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of this transport replaced by ``***``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _where(self, url: str) -> str:
+        # scheme://host:port only: paths and query strings may carry secrets.
+        parts = requests.utils.urlparse(url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful reason of a requests/urllib3 error, without the URL."""
+    reason: Any = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", reason)  # MaxRetryError -> its cause
+    if isinstance(reason, BaseException):
+        inner = reason
+        # NewConnectionError etc. say "<conn object>: Failed to establish ...: [Errno 111] Connection refused"
+        text = str(inner)
+        if ": " in text and text.startswith("<"):
+            text = text.split(": ", 1)[1]
+        return f"{type(inner).__name__}: {text}"
+    return str(reason)
+
+
+def _user_agent() -> str:
+    from llmlib import __version__
+
+    return f"llmlib/{__version__} python-requests/{requests.__version__}"

@@ -1,0 +1,264 @@
+"""Requests, responses, stream chunks, usage and model information.
+
+Names and shapes follow OpenAI's chat-completions API
+(https://platform.openai.com/docs/api-reference/chat/object and
+https://platform.openai.com/docs/api-reference/chat/streaming); every provider's
+answers are normalised into these types.
+
+The chunk family (``ChatCompletionChunk``, ``ChunkChoice``, ``Delta``,
+``ToolCallDelta``, ``FunctionCallDelta``) is built once per streamed token, so it
+uses plain slotted attrs classes: a frozen attrs ``__init__`` goes through
+``object.__setattr__`` and costs about three times as much (measured by
+``tests/benchmarks/bench_throughput.py``). Treat chunks as read-only all the same.
+Every other class here is a frozen value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import attrs
+
+from llmlib.messages import Message, Tool
+
+__all__ = [
+    "ChatCompletionRequest",
+    "Usage",
+    "Choice",
+    "ChatCompletionResponse",
+    "FunctionCallDelta",
+    "ToolCallDelta",
+    "Delta",
+    "ChunkChoice",
+    "ChatCompletionChunk",
+    "ModelInfo",
+    "FINISH_REASONS",
+]
+
+#: The four finish reasons every provider's stop reason is mapped onto.
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+
+
+def _tuple(value: Any) -> Tuple[Any, ...]:
+    return tuple(value) if value is not None else ()
+
+
+def _messages(value: Any) -> Tuple[Message, ...]:
+    if isinstance(value, (str, Message)):
+        value = [value]
+    return tuple(Message.user(m) if isinstance(m, str) else m for m in value)
+
+
+def _optional_tuple(value: Any) -> Optional[Tuple[Any, ...]]:
+    return None if value is None else tuple(value)
+
+
+@attrs.frozen
+class ChatCompletionRequest:
+    """One chat-completion request, provider-neutral.
+
+    ``model`` the model id; ``messages`` the conversation (a bare ``str`` is a user
+    message). Sampling: ``max_tokens`` (tokens of output), ``temperature``,
+    ``top_p``, ``n`` (number of choices), ``stop`` (a string or list),
+    ``seed``, ``presence_penalty``, ``frequency_penalty``. Tools: ``tools`` and
+    ``tool_choice`` (``"auto"``, ``"none"``, ``"required"`` or a tool name).
+    ``response_format`` is passed as given (e.g. ``{"type": "json_object"}``);
+    ``reasoning_effort`` (``"low"|"medium"|"high"``) for reasoning models;
+    ``user`` an end-user id; ``extra_body`` fields merged into the provider's JSON
+    body as they are, for options llmlib does not model.
+    """
+
+    model: str
+    messages: Tuple[Message, ...] = attrs.field(converter=_messages)
+    max_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    n: Optional[int] = None
+    stop: Union[str, Sequence[str], None] = None
+    seed: Optional[int] = None
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    tools: Optional[Tuple[Tool, ...]] = attrs.field(default=None, converter=_optional_tuple)
+    tool_choice: Optional[str] = None
+    parallel_tool_calls: Optional[bool] = None
+    response_format: Optional[Mapping[str, Any]] = None
+    reasoning_effort: Optional[str] = None
+    user: Optional[str] = None
+    extra_body: Optional[Mapping[str, Any]] = None
+
+    def with_changes(self, **changes: Any) -> "ChatCompletionRequest":
+        """A copy with some fields replaced (``attrs.evolve``)."""
+        return attrs.evolve(self, **changes)
+
+
+@attrs.frozen
+class Usage:
+    """Token counts of one call. ``reasoning_tokens`` (part of
+    ``completion_tokens``) and ``cached_tokens`` (part of ``prompt_tokens``) are
+    None when the provider does not report them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    reasoning_tokens: Optional[int] = None
+    cached_tokens: Optional[int] = None
+
+
+@attrs.frozen
+class Choice:
+    """One complete answer: ``message`` (role assistant), ``finish_reason`` (one of
+    :data:`FINISH_REASONS` or None), ``logprobs`` as the provider sent them."""
+
+    index: int
+    message: Message
+    finish_reason: Optional[str] = None
+    logprobs: Any = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class ChatCompletionResponse:
+    """A complete chat completion (OpenAI ``chat.completion`` object).
+
+    ``text`` is the first choice's text; ``usage`` is None when the provider did
+    not report it.
+    """
+
+    id: Optional[str]
+    model: Optional[str]
+    choices: Tuple[Choice, ...] = attrs.field(converter=_tuple)
+    usage: Optional[Usage] = None
+    created: Optional[int] = None
+    object: str = "chat.completion"
+    system_fingerprint: Optional[str] = None
+
+    @property
+    def text(self) -> str:
+        """``choices[0].message.content.as_text()``; "" when there is no text."""
+        return self.choices[0].message.text if self.choices else ""
+
+    @property
+    def message(self) -> Optional[Message]:
+        return self.choices[0].message if self.choices else None
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return self.choices[0].finish_reason if self.choices else None
+
+    @property
+    def reasoning_content(self) -> Optional[str]:
+        return self.choices[0].message.reasoning_content if self.choices else None
+
+    @property
+    def tool_calls(self):
+        """The first choice's tool calls (a tuple, possibly empty)."""
+        return (self.choices[0].message.tool_calls or ()) if self.choices else ()
+
+
+@attrs.define
+class FunctionCallDelta:
+    """A piece of a streamed function call: ``name`` arrives once, ``arguments`` in
+    fragments to be concatenated."""
+
+    name: Optional[str] = None
+    arguments: Optional[str] = None
+
+
+@attrs.define
+class ToolCallDelta:
+    """A piece of a streamed tool call (OpenAI ``delta.tool_calls[]``).
+
+    ``index`` says which call it belongs to (several may stream in parallel);
+    ``id``, ``type`` and ``function.name`` come on the first piece of a call.
+    """
+
+    index: int
+    id: Optional[str] = None
+    type: Optional[str] = None
+    function: FunctionCallDelta = attrs.Factory(FunctionCallDelta)
+
+
+@attrs.define
+class Delta:
+    """What one chunk adds to a choice: ``role`` (first chunk), ``content`` (text),
+    ``reasoning_content`` (visible reasoning), ``tool_calls`` (pieces of calls),
+    ``refusal`` (OpenAI refusal text)."""
+
+    role: Optional[str] = None
+    content: Optional[str] = None
+    reasoning_content: Optional[str] = None
+    tool_calls: Optional[Sequence[ToolCallDelta]] = None
+    refusal: Optional[str] = None
+
+
+@attrs.define
+class ChunkChoice:
+    """One choice's part of a chunk: ``delta`` and, on the last, ``finish_reason``."""
+
+    index: int
+    delta: Delta
+    finish_reason: Optional[str] = None
+    logprobs: Any = attrs.field(default=None, eq=False, repr=False)
+
+
+_NO_CHOICE = ChunkChoice(0, Delta())
+
+
+@attrs.define
+class ChatCompletionChunk:
+    """One streamed piece (OpenAI ``chat.completion.chunk``).
+
+    ``choices`` may be empty (the usage-only last chunk); ``usage`` is set only on
+    the last chunk. The shortcuts ``text``, ``role``, ``finish_reason`` and
+    ``reasoning_content`` read ``choices[0]`` and give None when absent.
+    """
+
+    id: Optional[str]
+    model: Optional[str]
+    choices: Sequence[ChunkChoice]
+    usage: Optional[Usage] = None
+    created: Optional[int] = None
+    object: str = "chat.completion.chunk"
+    system_fingerprint: Optional[str] = None
+
+    @property
+    def text(self) -> Optional[str]:
+        return (self.choices[0] if self.choices else _NO_CHOICE).delta.content
+
+    @property
+    def role(self) -> Optional[str]:
+        return (self.choices[0] if self.choices else _NO_CHOICE).delta.role
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return (self.choices[0] if self.choices else _NO_CHOICE).finish_reason
+
+    @property
+    def reasoning_content(self) -> Optional[str]:
+        return (self.choices[0] if self.choices else _NO_CHOICE).delta.reasoning_content
+
+    @property
+    def tool_calls(self) -> Optional[Sequence[ToolCallDelta]]:
+        return (self.choices[0] if self.choices else _NO_CHOICE).delta.tool_calls
+
+
+@attrs.frozen
+class ModelInfo:
+    """A model a provider offers. ``str(info) == info.id``.
+
+    ``context_length`` in tokens, None when unknown. The ``supports_*`` flags are
+    what llmlib knows of the model: None means unknown.
+    """
+
+    id: str
+    provider: Optional[str] = None
+    owned_by: Optional[str] = None
+    created: Optional[int] = None
+    context_length: Optional[int] = None
+    supports_streaming: Optional[bool] = True
+    supports_tools: Optional[bool] = None
+    supports_vision: Optional[bool] = None
+    raw: Dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.id
+
