@@ -1,0 +1,33 @@
+"""The project's promises about itself: CI runs the README's command; import stays light."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
+    test_command = next(b for b in blocks if "pytest" in b)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == test_command
+
+
+def test_import_is_light():
+    code = ("import sys, llmlib; heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('requests', 'urllib3', 'sseclient', 'llama_cpp', 'numpy') or m.startswith('llmlib.providers.')]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_public_names_have_docstrings():
+    import llmlib
+
+    missing = [name for name in llmlib.__all__ if not (getattr(llmlib, name).__doc__ or "").strip()]
+    assert missing == []
