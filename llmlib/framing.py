@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator, Optional
 
+import sseclient
+
 from llmlib.errors import ResponseTooLargeError
 
-__all__ = ["SSEFramer", "first_bytes"]
+__all__ = ["SSEFramer", "EventParser", "first_bytes"]
 
 # Two line terminators in a row end an event. Atomic groups stop "\r\n" from being
 # read as "\r" then "\n" (one terminator, not two), wherever a read splits them.
@@ -53,6 +55,7 @@ class SSEFramer:
         base = 0  # body offset of buf[0]
         search = _EVENT_END.search
         limit = self.max_event_bytes
+        cr = False  # once a CR is seen, use the general (regex) path for the rest
         for piece in self._source:
             if not piece:
                 continue
@@ -61,13 +64,26 @@ class SSEFramer:
             scan = len(buf) - 3 if len(buf) > 3 else 0
             buf += piece
             self.bytes_read += len(piece)
+            cr = cr or b"\r" in piece
             start = 0
-            m = search(buf, scan)
-            while m is not None:
-                self.block_offset = base + start
-                yield bytes(buf[start:m.start()]) + b"\n\n"
-                start = m.end()
-                m = search(buf, start)
+            view = memoryview(buf)  # one copy per block: bytes(view[a:b])
+            try:
+                if cr:
+                    m = search(buf, scan)
+                    while m is not None:
+                        self.block_offset = base + start
+                        yield bytes(view[start:m.start()]) + b"\n\n"
+                        start = m.end()
+                        m = search(buf, start)
+                else:  # LF only (OpenAI and most providers): a plain substring search
+                    end = buf.find(b"\n\n", scan)
+                    while end >= 0:
+                        self.block_offset = base + start
+                        yield bytes(view[start:end + 2])
+                        start = end + 2
+                        end = buf.find(b"\n\n", start)
+            finally:
+                view.release()
             if start:
                 del buf[:start]
                 base += start
@@ -77,6 +93,19 @@ class SSEFramer:
                     "raise ConnectionOptions.max_response_bytes if such events are expected"
                 )
         self.leftover = bytes(buf) if buf.strip(_BLANK) else b""
+
+
+class EventParser(sseclient.SSEClient):
+    """sseclient-py's field parser fed with complete event blocks.
+
+    ``SSEClient`` frames its source itself (its ``_read``), line by line with a
+    growing ``bytes`` concatenation; :class:`SSEFramer` has already done that
+    work, in linear time, so this subclass hands the blocks straight to
+    ``SSEClient.events()``, which parses ``event``, ``data``, ``id`` and ``retry``.
+    """
+
+    def _read(self):
+        return iter(self._event_source)
 
 
 def first_bytes(data: Optional[bytes], n: int = 200) -> str:

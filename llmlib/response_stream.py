@@ -21,12 +21,11 @@ import weakref
 from typing import Any, Iterator, List, Optional
 
 import requests
-import sseclient
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from llmlib.cancel import CancelToken
 from llmlib.errors import APITimeoutError, DecodeError, IncompleteStreamError, LLMError
-from llmlib.framing import SSEFramer, first_bytes
+from llmlib.framing import EventParser, SSEFramer, first_bytes
 from llmlib.streaming import collect
 from llmlib.transport import Transport, socket_of
 from llmlib.types import ChatCompletionChunk
@@ -95,7 +94,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
     detach = token.on_cancel(interrupter.interrupt) if token is not None else _noop
     try:
         try:
-            for event in sseclient.SSEClient(framer).events():
+            for event in EventParser(framer).events():
                 chunk = decoder.decode(event)
                 if chunk is not None:
                     if token is not None and token.cancelled:

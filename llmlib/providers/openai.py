@@ -203,32 +203,42 @@ def decode_response(obj: Dict[str, Any]) -> ChatCompletionResponse:
     )
 
 
+def _decode_call_deltas(calls: List[Dict[str, Any]]) -> List[ToolCallDelta]:
+    out = []
+    for position, t in enumerate(calls):
+        fn = t.get("function") or _EMPTY
+        # Mistral sends whole calls without "index": their position is their index.
+        out.append(ToolCallDelta(t.get("index", position), t.get("id"), t.get("type"),
+                                 FunctionCallDelta(fn.get("name"), fn.get("arguments"))))
+    return out
+
+
+_EMPTY: Dict[str, Any] = {}
+
+
 def decode_chunk(obj: Dict[str, Any]) -> ChatCompletionChunk:
-    """A ``chat.completion.chunk`` object as :class:`ChatCompletionChunk` (the hot path)."""
+    """A ``chat.completion.chunk`` object as :class:`ChatCompletionChunk`.
+
+    The hot path of streaming (once per token): plain dict lookups, no helpers
+    but for the rare tool-call and usage parts.
+    """
+    get = obj.get
     choices = []
-    for position, c in enumerate(obj.get("choices") or ()):
-        d = c.get("delta") or {}
+    for c in get("choices") or ():
+        d = c.get("delta") or _EMPTY
         calls = d.get("tool_calls")
-        if calls:
-            calls = [
-                ToolCallDelta(
-                    t.get("index", i), t.get("id"), t.get("type"),
-                    FunctionCallDelta((t.get("function") or {}).get("name"), (t.get("function") or {}).get("arguments")),
-                )
-                for i, t in enumerate(calls)
-            ]
         reason = c.get("finish_reason")
         choices.append(ChunkChoice(
-            c.get("index", position),
+            c.get("index", 0),
             Delta(d.get("role"), d.get("content"), d.get("reasoning_content") or d.get("reasoning"),
-                  calls or None, d.get("refusal")),
-            _FINISH.get(reason, reason) if reason is not None else None,
+                  _decode_call_deltas(calls) if calls else None, d.get("refusal")),
+            None if reason is None else _FINISH.get(reason, reason),
             c.get("logprobs"),
         ))
-    usage = obj.get("usage")
+    usage = get("usage")
     return ChatCompletionChunk(
-        obj.get("id"), obj.get("model"), choices, decode_usage(usage) if usage else None,
-        obj.get("created"), obj.get("object") or "chat.completion.chunk", obj.get("system_fingerprint"),
+        get("id"), get("model"), choices, decode_usage(usage) if usage else None,
+        get("created"), get("object") or "chat.completion.chunk", get("system_fingerprint"),
     )
 
 

@@ -1,0 +1,164 @@
+"""Streaming throughput: chunks per second through ``chat_completion_stream``.
+
+Run: ``python tests/benchmarks/bench_throughput.py [--chunks N] [--rounds R]``.
+
+A loopback server streams N recorded ``chat.completion.chunk`` events as fast as it
+can. In the same run the script measures:
+
+- bare: a raw socket reader that splits a close-delimited body's events on blank
+  lines and ``json.loads`` each payload (the least work any client must do);
+- llmlib: ``Client.chat_completion_stream`` over the same body close-delimited and
+  chunked (chunked decoding is llmlib's extra work, counted against it);
+- the official ``openai`` SDK, when it is installed;
+
+and prints each rate and its ratio to the bare reader (target: llmlib >= 0.40),
+then a per-chunk cost breakdown of llmlib's stages measured in-process on the same
+bytes. Best of R rounds; the machine is shared, so ratios matter, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.loopback import LoopbackServer  # noqa: E402
+
+WIRE = ROOT.parent / "shared" / "wire" / "openai_chat" / "plain_text_with_usage.sse"
+
+
+def make_body(n: int) -> bytes:
+    events = WIRE.read_bytes().split(b"\n\n")
+    content = [e for e in events if b'"content":"' in e and b'"role"' not in e]
+    head, tail = events[0], [e for e in events if b"finish_reason\":\"stop" in e or b'"usage":{' in e]
+    body = [head] + [content[i % len(content)] for i in range(n)] + tail + [b"data: [DONE]"]
+    return b"\n\n".join(body) + b"\n\n"
+
+
+def serve(body: bytes, mode: str) -> LoopbackServer:
+    pieces = [body[i:i + 16384] for i in range(0, len(body), 16384)]
+    return LoopbackServer(lambda req, reply: reply.sse(pieces, mode=mode))
+
+
+def bare_reader(port: int) -> int:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    buf = b""
+    headers_done = False
+    count = 0
+    loads = json.loads
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            break
+        buf += data
+        if not headers_done:
+            if b"\r\n\r\n" not in buf:
+                continue
+            buf = buf.split(b"\r\n\r\n", 1)[1]
+            headers_done = True
+        *events, buf = buf.split(b"\n\n")
+        for event in events:
+            payload = event[6:]
+            if payload != b"[DONE]":
+                loads(payload)
+                count += 1
+    sock.close()
+    return count
+
+
+def best_rate(fn, rounds: int, expected: int) -> float:
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        got = fn()
+        elapsed = time.perf_counter() - start
+        assert got == expected, f"{got} chunks, expected {expected}"
+        best = max(best, got / elapsed)
+    return best
+
+
+def breakdown(body: bytes, n: int) -> dict:
+    """Microseconds per chunk of each llmlib stage, measured on the same bytes."""
+    from llmlib.framing import EventParser, SSEFramer
+    from llmlib.providers.openai import decode_chunk
+
+    pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+    out = {}
+
+    def timed(name, fn, reps=3):
+        best = min(_time(fn) for _ in range(reps))
+        out[name] = best / n * 1e6
+
+    blocks = list(SSEFramer(pieces))
+    events = list(EventParser(blocks).events())
+    datas = [e.data for e in events if e.data != "[DONE]"]
+    objs = [json.loads(d) for d in datas]
+    timed("framing (SSEFramer)", lambda: list(SSEFramer(pieces)))
+    timed("fields (sseclient-py)", lambda: list(EventParser(blocks).events()))
+    timed("json.loads", lambda: [json.loads(d) for d in datas])
+    timed("chunk objects", lambda: [decode_chunk(o) for o in objs])
+    return out
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    from llmlib import Client, ConnectionOptions
+
+    body = make_body(args.chunks)
+    expected = body.count(b"\n\ndata: {") + 1
+    rows = []
+    server = serve(body, "close")
+    try:  # the baseline: the least work any client must do, on the simplest body
+        bare = best_rate(lambda: bare_reader(server.port), args.rounds, expected)
+    finally:
+        server.close()
+    rows.append(("bare socket reader (close)", bare, 1.0))
+    for mode in ("close", "chunked"):
+        server = serve(body, mode)
+        try:
+            client = Client("llamacpp", base_url=server.url + "/v1", options=ConnectionOptions(max_retries=0))
+            ours = best_rate(lambda: sum(1 for _ in client.chat_completion_stream(model="m", messages="hi")),
+                             args.rounds, expected)
+            client.close()
+            rows.append((f"llmlib ({mode})", ours, ours / bare))
+            try:
+                import openai
+            except ImportError:
+                continue
+            sdk = openai.OpenAI(api_key="x", base_url=server.url + "/v1", max_retries=0)
+            rate = best_rate(lambda: sum(1 for _ in sdk.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], stream=True)), args.rounds, expected)
+            rows.append((f"openai SDK ({mode})", rate, rate / bare))
+        finally:
+            server.close()
+
+    print(f"{expected} chunks per stream, best of {args.rounds} rounds, loopback")
+    print(f"{'reader':32} {'chunks/s':>12} {'vs bare':>8}")
+    for name, rate, ratio in rows:
+        print(f"{name:32} {rate:12,.0f} {ratio:8.2f}")
+    worst = min(r for n, _, r in rows if n.startswith("llmlib"))
+    print(f"llmlib / bare reader: {worst:.2f} (target >= 0.40): {'OK' if worst >= 0.40 else 'BELOW TARGET'}")
+    print("\nper-chunk cost of llmlib's stages (microseconds):")
+    for name, us in breakdown(body, expected).items():
+        print(f"  {name:24} {us:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
