@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import requests
 
@@ -113,20 +113,28 @@ class Client:
             )
         return request.with_changes(**kwargs) if kwargs else request
 
-    def chat_completion(self, request: Optional[ChatCompletionRequest] = None, **kwargs: Any) -> ChatCompletionResponse:
+    def chat_completion(self, request: Optional[ChatCompletionRequest] = None, *,
+                        cancel: Optional[CancelToken] = None, **kwargs: Any) -> ChatCompletionResponse:
         """Send one chat completion and return the whole answer.
 
         Pass a :class:`ChatCompletionRequest`, or its fields as keywords
         (``model=``, ``messages=``, ``max_tokens=``...). Follows the provider's chat
         API (OpenAI protocol: https://platform.openai.com/docs/api-reference/chat/create).
 
+        ``cancel``: a CancelToken; cancelling it from another thread abandons the
+        call (closing its connection, even while the server is still generating)
+        and raises CancelledError.
+
         Raises the :mod:`llmlib.errors` tree: ConfigurationError (bad input, before
         sending), APIConnectionError / APITimeoutError, APIStatusError subclasses
-        (after retries), ResponseTooLargeError, DecodeError.
+        (after retries), ResponseTooLargeError, DecodeError, CancelledError.
         """
-        req = self._build(request, kwargs)
+        return self._chat(self._build(request, kwargs), cancel)
+
+    def _chat(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
+              retry: bool = True) -> ChatCompletionResponse:
         url, body = self._protocol.chat(self.base_url, req, stream=False)
-        return self._protocol.decode_response(self._json("POST", url, body))
+        return self._protocol.decode_response(self._json("POST", url, body, cancel, retry))
 
     def chat_completion_stream(self, request: Optional[ChatCompletionRequest] = None, *,
                                cancel: Optional[CancelToken] = None,
@@ -143,12 +151,13 @@ class Client:
         """
         req = self._build(request, kwargs)
         url, body = self._protocol.chat(self.base_url, req, stream=True)
-        response = self._transport.request("POST", url, json=body, stream=True,
+        response = self._transport.request("POST", url, json=body, stream=True, cancel=cancel,
                                            headers={"Accept": "text/event-stream"})
         try:
             self._check_stream(response)
         except BaseException:
             response.close()
+            self._transport.finished()
             raise
         decoder = self._protocol.stream_decoder(req, self._transport.scrub)
         return open_stream(self._transport, response, decoder, cancel)
@@ -168,6 +177,34 @@ class Client:
         if model is not None:
             kwargs["model"] = model
         return self.chat_completion(messages=messages, **kwargs).text
+
+    # ------------------------------------------------------------ batches
+
+    def chat_completion_batch(self, requests: Sequence[ChatCompletionRequest], concurrency_limit: Optional[int] = None,
+                              *, cancel: Optional[CancelToken] = None, progress: Any = False) -> List[Any]:
+        """Run many requests on a thread pool; a list in input order of responses or
+        ``LLMError`` instances (never raised). See :func:`llmlib.batch.chat_completion_batch`."""
+        from llmlib.batch import chat_completion_batch
+
+        return chat_completion_batch(self, requests, concurrency_limit, cancel=cancel, progress=progress)
+
+    def chat_completion_batch_smart(self, requests: Sequence[ChatCompletionRequest], *, max_concurrency: int = 32,
+                                    cancel: Optional[CancelToken] = None, progress: Any = False) -> List[Any]:
+        """A batch that adapts its concurrency to the provider's rate limits
+        (AIMD, honouring ``Retry-After``). See :func:`llmlib.batch.chat_completion_batch_smart`."""
+        from llmlib.batch import chat_completion_batch_smart
+
+        return chat_completion_batch_smart(self, requests, max_concurrency=max_concurrency, cancel=cancel,
+                                           progress=progress)
+
+    def chat_completion_stream_batch(self, requests: Sequence[ChatCompletionRequest],
+                                     concurrency_limit: Optional[int] = None, *,
+                                     cancel: Optional[CancelToken] = None) -> Iterator[Tuple[int, Any]]:
+        """Stream many requests at once as one generator of ``(index, chunk)`` (or
+        ``(index, error)``) pairs. See :func:`llmlib.batch.chat_completion_stream_batch`."""
+        from llmlib.batch import chat_completion_stream_batch
+
+        return chat_completion_stream_batch(self, requests, concurrency_limit, cancel=cancel)
 
     # ------------------------------------------------------------ models
 
@@ -196,12 +233,16 @@ class Client:
 
     # ------------------------------------------------------------ plumbing
 
-    def _json(self, method: str, url: str, body: Any) -> Any:
-        response = self._transport.request(method, url, json=body, stream=True)
-        with response:
-            if response.status_code >= 400:
-                raise self._status_error(response)
-            raw = self._transport.read_body(response)
+    def _json(self, method: str, url: str, body: Any, cancel: Optional[CancelToken] = None,
+              retry: bool = True) -> Any:
+        response = self._transport.request(method, url, json=body, stream=True, cancel=cancel, retry=retry)
+        try:
+            with response:
+                if response.status_code >= 400:
+                    raise self._status_error(response)
+                raw = self._transport.read_body(response)
+        finally:
+            self._transport.finished()
         try:
             data = json.loads(raw)
         except ValueError as exc:

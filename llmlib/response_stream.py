@@ -79,14 +79,31 @@ def open_stream(transport: Transport, response: requests.Response, decoder: Any,
     ResponseTooLargeError, APITimeoutError, or the provider's mid-stream error;
     each with ``.partial``.
     """
-    gen = _chunks(transport, response, decoder, token)
-    # Dropping a generator that never started runs no finally block: close here.
-    weakref.finalize(gen, response.close)
+    release = _Release(transport, response)
+    gen = _chunks(transport, response, decoder, token, release)
+    # Dropping a generator that never started runs no finally block: release here.
+    weakref.finalize(gen, release)
     return gen
 
 
+class _Release:
+    """Closes the response and frees its in-flight slot, once."""
+
+    __slots__ = ("transport", "response", "done")
+
+    def __init__(self, transport: Transport, response: requests.Response) -> None:
+        self.transport, self.response, self.done = transport, response, False
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.response.close()
+        self.transport.finished()
+
+
 def _chunks(transport: Transport, response: requests.Response, decoder: Any,
-            token: Optional[CancelToken]) -> Iterator[ChatCompletionChunk]:
+            token: Optional[CancelToken], release: _Release) -> Iterator[ChatCompletionChunk]:
     body = transport.iter_body(response)
     framer = SSEFramer(body, transport.options.max_response_bytes)
     received: List[ChatCompletionChunk] = []
@@ -146,7 +163,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
                 provider=transport.provider, status_code=response.status_code), received)
     finally:
         detach()
-        response.close()
+        release()
 
 
 def _drain(body: Iterator[bytes]) -> None:

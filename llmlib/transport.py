@@ -12,19 +12,25 @@ from __future__ import annotations
 import email.utils
 import random
 import socket
+import threading
 import time
 from typing import Any, Iterator, Mapping, Optional
 
 import requests
 import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from llmlib.cancel import CancelToken
 from llmlib.errors import (
     APIConnectionError,
     APITimeoutError,
+    CancelledError,
     ResponseTooLargeError,
 )
+from llmlib.limits import Limiter
 from llmlib.options import ConnectionOptions
 
 __all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of"]
@@ -77,6 +83,9 @@ class _Retry(Retry):
         return status_code >= 400 and bool(self.total)
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        token = getattr(_current, "token", None)
+        if token is not None and token.cancelled:
+            raise MaxRetryError(_pool, url or "", error)  # never send again after a cancel
         if response is not None and error is None:
             headers = response.headers
             wait = parse_retry_after(headers)
@@ -116,6 +125,63 @@ class _NoAuth(requests.auth.AuthBase):
         return request
 
 
+# The CancelToken of the request the current thread is sending, if any, and the
+# detach functions of the connections it registered with it.
+_current = threading.local()
+
+
+class _CancellableConnection:
+    """Mixed into urllib3's connection classes: while a request is sent with a
+    CancelToken, cancelling it shuts this connection's socket down, which wakes a
+    thread waiting for the response headers (a non-streamed LLM call waits there
+    for the whole generation)."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        token: Optional[CancelToken] = getattr(_current, "token", None)
+        if token is not None:
+            if token.cancelled:
+                raise ConnectionAbortedError("request cancelled")  # urllib3 -> Retry.increment -> give up
+            _current.detach.append(token.on_cancel(self._interrupt))
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def _interrupt(self) -> None:
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _HTTPConnection(_CancellableConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_CancellableConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with cancellable connections in its pools."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
+
+
 def socket_of(response: requests.Response) -> Optional[socket.socket]:
     """The socket under a streamed response, or None once it is released.
 
@@ -143,41 +209,80 @@ class Transport:
         self.options = options
         self.provider = provider
         self.secrets = tuple(s for s in secrets if s)
+        self._auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
+        self._lock = threading.Lock()
+        self._pool_size = max(options.pool_size, 1)
+        self.session = self._session(options.max_retries)
+        self._no_retry_session: Optional[requests.Session] = None
+        self.limiter = Limiter(options.max_in_flight, options.requests_per_minute)
+
+    def _session(self, max_retries: int) -> requests.Session:
         session = requests.Session()
+        self._mount(session, max_retries)
+        session.headers["User-Agent"] = _user_agent()
+        session.headers.update(self.options.headers)
+        session.verify = self.options.verify
+        if self.options.proxy:
+            session.proxies = {"http": self.options.proxy, "https": self.options.proxy}
+        session.auth = self._auth
+        return session
+
+    def _mount(self, session: requests.Session, max_retries: int) -> None:
         retry = _Retry(
-            total=options.max_retries,
-            connect=options.max_retries,
-            read=options.max_retries,
-            status=options.max_retries,
+            total=max_retries,
+            connect=max_retries,
+            read=max_retries,
+            status=max_retries,
             redirect=0,
             other=0,
             allowed_methods=None,  # POST too: LLM calls are retried like the official SDKs do
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=4, pool_maxsize=max(options.pool_size, 1), max_retries=retry
-        )
+        adapter = _Adapter(pool_connections=4, pool_maxsize=self._pool_size, max_retries=retry)
+        old = session.adapters.get("https://")
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        session.headers["User-Agent"] = _user_agent()
-        session.headers.update(options.headers)
-        session.verify = options.verify
-        if options.proxy:
-            session.proxies = {"http": options.proxy, "https": options.proxy}
-        session.auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
-        self.session = session
+        if old is not None:
+            old.close()  # idle connections close now, busy ones when they come back
+
+    def ensure_pool(self, size: int) -> None:
+        """Keep at least ``size`` connections per host, so that ``size`` threads
+        never find the pool full (urllib3 would open and then discard extras)."""
+        with self._lock:
+            if size <= self._pool_size:
+                return
+            self._pool_size = size
+            self._mount(self.session, self.options.max_retries)
+            if self._no_retry_session is not None:
+                self._mount(self._no_retry_session, 0)
+
+    def _session_for(self, retry: bool) -> requests.Session:
+        if retry:
+            return self.session
+        with self._lock:
+            if self._no_retry_session is None:
+                self._no_retry_session = self._session(0)
+            return self._no_retry_session
 
     def request(self, method: str, url: str, *, json: Any = None, headers: Optional[Mapping[str, str]] = None,
-                stream: bool = False) -> requests.Response:
-        """Send one request (with retries) and return the response, whatever its status.
+                stream: bool = False, cancel: Optional[CancelToken] = None, retry: bool = True) -> requests.Response:
+        """Send one request (with retries, unless ``retry`` is False) and return the
+        response, whatever its status, once its headers have arrived.
 
-        Raises APITimeoutError when connect or read (waiting for headers) times
-        out, APIConnectionError for DNS, refused, reset, TLS and proxy failures.
+        The caller must call :meth:`finished` when done with the response (it
+        frees the client-wide in-flight slot). Raises CancelledError when
+        ``cancel`` fires first (waking a wait for headers), APITimeoutError when
+        connect or read (waiting for headers) times out, APIConnectionError for
+        DNS, refused, reset, TLS and proxy failures.
         """
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError("cancelled before sending", provider=self.provider)
+        self.limiter.acquire(cancel)
         timeout = self.options.timeout
+        _current.token, _current.detach = cancel, []
         try:
-            return self.session.request(
+            return self._session_for(retry).request(
                 method,
                 url,
                 json=json,
@@ -186,17 +291,31 @@ class Transport:
                 timeout=(timeout.connect, timeout.read),
                 allow_redirects=self.options.follow_redirects,
             )
-        except requests.exceptions.Timeout as exc:
-            kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
-            limit = timeout.connect if kind == "connect" else timeout.read
-            raise APITimeoutError(
-                f"{kind} timeout after {limit} s talking to {self._where(url)}",
-                provider=self.provider,
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise APIConnectionError(
-                f"cannot reach {self._where(url)}: {self.scrub(_reason(exc))}", provider=self.provider
-            ) from None
+        except BaseException as exc:
+            self.limiter.release()
+            if cancel is not None and cancel.cancelled:
+                raise CancelledError("cancelled while waiting for the response", provider=self.provider) from None
+            if isinstance(exc, requests.exceptions.Timeout):
+                kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+                limit = timeout.connect if kind == "connect" else timeout.read
+                raise APITimeoutError(
+                    f"{kind} timeout after {limit} s talking to {self._where(url)}",
+                    provider=self.provider,
+                ) from None
+            if isinstance(exc, requests.exceptions.RequestException):
+                raise APIConnectionError(
+                    f"cannot reach {self._where(url)}: {self.scrub(_reason(exc))}", provider=self.provider
+                ) from None
+            raise
+        finally:
+            # The headers are in: from here on the response's reader owns cancellation.
+            for detach in _current.detach:
+                detach()
+            _current.token, _current.detach = None, []
+
+    def finished(self) -> None:
+        """The caller is done with a response from :meth:`request`."""
+        self.limiter.release()
 
     def read_body(self, response: requests.Response, limit: Optional[int] = None, truncate: bool = False) -> bytes:
         """The whole body of a non-streamed response, up to ``limit`` bytes
@@ -267,6 +386,8 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+        if self._no_retry_session is not None:
+            self._no_retry_session.close()
 
 
 def _reason(exc: BaseException) -> str:
