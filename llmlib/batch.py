@@ -18,8 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from llmlib.cancel import CancelToken
-from llmlib.errors import (APIConnectionError, CancelledError, ConfigurationError, LLMError, OverloadedError,
-                           RateLimitError)
+from llmlib.errors import CancelledError, ConfigurationError, LLMError, OverloadedError, RateLimitError
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +83,27 @@ def _cancelled(index: int) -> CancelledError:
     return CancelledError(f"request {index} of the batch was cancelled before it finished")
 
 
+def _run_all(run: Callable[[int], Result], n: int, workers: int, token: CancelToken,
+             detach: Callable[[], None], progress: Progress) -> List[Result]:
+    """``run(i)`` for i in range(n) on ``workers`` threads; results in input order."""
+    results: List[Any] = [None] * n
+    bar = _Progress(progress, n)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmlib-batch") as pool:
+            futures = {pool.submit(run, i): i for i in range(n)}
+            try:
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.step()
+            except BaseException:  # KeyboardInterrupt in a notebook: stop everything, then re-raise
+                token.cancel()
+                raise
+    finally:
+        detach()
+        bar.close()
+    return results
+
+
 def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionRequest],
                           concurrency_limit: Optional[int] = None, *, cancel: Optional[CancelToken] = None,
                           progress: Progress = False) -> List[Result]:
@@ -101,8 +121,6 @@ def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionReq
     limit = _limit(concurrency_limit, len(reqs))
     client._transport.ensure_pool(limit)
     token, detach = _linked(cancel)
-    results: List[Any] = [None] * len(reqs)
-    bar = _Progress(progress, len(reqs))
 
     def run(i: int) -> Result:
         if token.cancelled:
@@ -112,20 +130,7 @@ def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionReq
         except LLMError as exc:
             return _cancelled(i) if token.cancelled else exc
 
-    try:
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="llmlib-batch") as pool:
-            futures = {pool.submit(run, i): i for i in range(len(reqs))}
-            try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.step()
-            except BaseException:  # KeyboardInterrupt in a notebook: stop everything, then re-raise
-                token.cancel()
-                raise
-    finally:
-        detach()
-        bar.close()
-    return results
+    return _run_all(run, len(reqs), limit, token, detach, progress)
 
 
 class AdaptiveLimit:
@@ -198,8 +203,6 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
     limiter = AdaptiveLimit(start_concurrency, _limit(max_concurrency, len(reqs)))
     client._transport.ensure_pool(limiter.ceiling)
     token, detach = _linked(cancel)
-    results: List[Any] = [None] * len(reqs)
-    bar = _Progress(progress, len(reqs))
 
     def run(i: int) -> Result:
         error: Optional[LLMError] = None
@@ -225,20 +228,7 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
             return response
         return error if error is not None else _cancelled(i)
 
-    try:
-        with ThreadPoolExecutor(max_workers=limiter.ceiling, thread_name_prefix="llmlib-smart") as pool:
-            futures = {pool.submit(run, i): i for i in range(len(reqs))}
-            try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.step()
-            except BaseException:
-                token.cancel()
-                raise
-    finally:
-        detach()
-        bar.close()
-    return results
+    return _run_all(run, len(reqs), limiter.ceiling, token, detach, progress)
 
 
 _END = object()

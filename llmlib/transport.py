@@ -185,15 +185,16 @@ class _Adapter(requests.adapters.HTTPAdapter):
 def socket_of(response: requests.Response) -> Optional[socket.socket]:
     """The socket under a streamed response, or None once it is released.
 
-    urllib3 2 exposes it publicly (``HTTPResponse.connection.sock``); older
-    urllib3 keeps it only behind http.client's private attributes, tried second.
+    urllib3 2 exposes it publicly (``HTTPResponse.connection.sock``); other
+    versions keep it only behind http.client's private attributes, tried second
+    (:func:`_socket_via_http_client`, tested on its own).
     """
-    raw = response.raw
-    conn = getattr(raw, "connection", None)
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        return sock
-    fp = getattr(getattr(raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    return sock if sock is not None else _socket_via_http_client(response.raw)
+
+
+def _socket_via_http_client(raw: Any) -> Optional[socket.socket]:
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client.HTTPResponse -> its SocketIO
     return getattr(getattr(fp, "raw", None), "_sock", None)
 
 
