@@ -4,6 +4,7 @@
 
     LLMError                        .provider .status_code .request_id .is_retryable()
     ├── ConfigurationError          (also ValueError) missing key, unknown provider, bad request built locally
+    ├── CancelledError              a CancelToken stopped a call before its answer arrived
     ├── APIConnectionError          DNS, refused, reset, TLS, proxy
     │   └── APITimeoutError         connect, read or total timeout
     ├── APIStatusError              an HTTP error status, or an error object in a 200 body or mid-stream
@@ -127,7 +128,8 @@ class ConfigurationError(LLMError, ValueError):
 
 class CancelledError(LLMError):
     """The request was cancelled through its :class:`~llmlib.CancelToken` before a
-    response arrived. Only batch results hold it; a cancelled stream just ends."""
+    response arrived: raised by ``chat_completion(cancel=...)`` and held by batch
+    items. A cancelled stream does not raise it; it just ends."""
 
 
 class APIConnectionError(LLMError):

@@ -320,11 +320,5 @@ class OpenAIProtocol:
     def models_url(self, base_url: str) -> str:
         return f"{base_url}/models"
 
-    def model_url(self, base_url: str, model: str) -> str:
-        return f"{base_url}/models/{model}"
-
     def decode_models(self, obj: Any) -> List[ModelInfo]:
         return decode_models(obj, self.spec.name)
-
-    def decode_model(self, obj: Any) -> ModelInfo:
-        return decode_model(obj, self.spec.name)
