@@ -15,19 +15,18 @@ This module owns the life of the connection:
 
 from __future__ import annotations
 
-import socket
 import threading
 import weakref
 from typing import Any, Iterator, List, Optional
 
 import requests
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from llmlib.cancel import CancelToken
 from llmlib.errors import APITimeoutError, DecodeError, IncompleteStreamError, LLMError
 from llmlib.framing import EventParser, SSEFramer, first_bytes
 from llmlib.streaming import collect
-from llmlib.transport import Transport, socket_of
+from llmlib.transport import Transport, shutdown_socket, socket_of
 from llmlib.types import ChatCompletionChunk
 
 __all__ = ["open_stream", "SocketInterrupter"]
@@ -51,14 +50,7 @@ class SocketInterrupter:
     def interrupt(self) -> None:
         with self._lock:
             sock, self._sock = self._sock, None
-            if sock is None:
-                return
-            try:
-                # The plain socket method: on an SSLSocket it leaves the TLS object
-                # alone for the reading thread, which just sees the connection end.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+            shutdown_socket(sock)
 
     def disarm(self) -> None:
         with self._lock:
@@ -120,10 +112,10 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
                     yield chunk
                 if decoder.ended:
                     break
-        except (ProtocolError, OSError, requests.exceptions.RequestException) as exc:
+        except (HTTPError, OSError) as exc:  # urllib3's errors (ReadTimeoutError too) and socket errors
             if token is not None and token.cancelled:
                 return
-            if isinstance(exc, ReadTimeoutError) or isinstance(getattr(exc, "args", [None])[0], ReadTimeoutError):
+            if isinstance(exc, ReadTimeoutError):
                 raise _with_partial(APITimeoutError(
                     f"read timeout: the server sent nothing for {transport.options.timeout.read} s mid-stream",
                     provider=transport.provider, status_code=response.status_code), received) from None
@@ -173,7 +165,7 @@ def _drain(body: Iterator[bytes]) -> None:
             drained += len(piece)
             if drained > _DRAIN_LIMIT:
                 return
-    except (ProtocolError, OSError, requests.exceptions.RequestException):
+    except (HTTPError, OSError):
         pass
 
 

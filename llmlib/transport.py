@@ -33,7 +33,7 @@ from llmlib.errors import (
 from llmlib.limits import Limiter
 from llmlib.options import ConnectionOptions
 
-__all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of"]
+__all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "shutdown_socket"]
 
 #: The longest ``Retry-After`` (seconds) llmlib waits for; a longer one raises at once.
 MAX_RETRY_AFTER = 60.0
@@ -145,12 +145,7 @@ class _CancellableConnection:
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
     def _interrupt(self) -> None:
-        sock = getattr(self, "sock", None)
-        if sock is not None:
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_socket(getattr(self, "sock", None))
 
 
 class _HTTPConnection(_CancellableConnection, urllib3.connection.HTTPConnection):
@@ -180,6 +175,20 @@ class _Adapter(requests.adapters.HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **kwargs)
         manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         return manager
+
+
+def shutdown_socket(sock: Optional[socket.socket]) -> None:
+    """Wake any thread blocked reading ``sock``: it sees the connection end.
+
+    Uses the plain socket method, so on an SSLSocket the TLS object is left to
+    the reading thread.
+    """
+    if sock is None:
+        return
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def socket_of(response: requests.Response) -> Optional[socket.socket]:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from llmlib import CancelToken, ChatCompletionRequest, ConnectionOptions, collect, errors
+from llmlib import CancelToken, ChatCompletionRequest, collect, errors
 from llmlib.batch import chat_completion_batch_smart
 from tests.conftest import HAS_LOCAL, make_client, wire
 

@@ -218,3 +218,19 @@ def test_bad_arguments_say_what_to_change(client):
         client.chat_completion(model="m", messages=[Message("tool", "x")])
     with pytest.raises(ConfigurationError, match="unknown role"):
         Message("robot", "x")
+
+
+def test_a_stall_mid_stream_is_a_timeout_with_partial(server):
+    def handler(req, reply):
+        reply.head(200, [("Content-Type", "text/event-stream")])
+        reply.piece(EVENTS[0] + b"\n\n" + EVENTS[1] + b"\n\n")
+        reply.hang(5)
+
+    server.handler = handler
+    with make_client(server, timeout=llmlib.Timeout(connect=5, read=0.3)) as client:
+        chunks = []
+        with pytest.raises(errors.APITimeoutError) as info:
+            for chunk in client.chat_completion_stream(model="m", messages="hi"):
+                chunks.append(chunk)
+    assert len(chunks) == 2 and info.value.partial.text == collect(chunks).text
+    assert server.wait_closed(2.0)

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload
-from llmlib.messages import Content, ContentPart, FunctionCall, Message, Role, Tool, ToolCall
+from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec
 from llmlib.types import (
     ChatCompletionChunk,
