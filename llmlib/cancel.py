@@ -18,11 +18,12 @@ class CancelToken:
     many requests; a request that has already finished is not affected.
     """
 
-    __slots__ = ("_lock", "_cancelled", "_callbacks", "_next")
+    __slots__ = ("_lock", "_cancelled", "_callbacks", "_next", "_event")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cancelled = False
+        self._event = threading.Event()
         self._callbacks: Dict[int, Callable[[], None]] = {}
         self._next = 0
 
@@ -39,11 +40,16 @@ class CancelToken:
             self._cancelled = True
             callbacks = list(self._callbacks.values())
             self._callbacks.clear()
+        self._event.set()
         for callback in callbacks:
             try:
                 callback()
             except Exception:  # a callback closes a socket; failing to is harmless here
                 pass
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking at once on :meth:`cancel`; return ``cancelled``."""
+        return self._event.wait(seconds)
 
     def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Run ``callback`` when the token is cancelled (at once if it already is).

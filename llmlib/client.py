@@ -8,7 +8,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import requests
 
-from llmlib import local
+from llmlib import deadline, local
 from llmlib.cancel import CancelToken
 from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, NotFoundError
 from llmlib.error_mapping import error_from_payload, error_from_response
@@ -151,16 +151,22 @@ class Client:
         """
         req = self._build(request, kwargs)
         url, body = self._protocol.chat(self.base_url, req, stream=True)
-        response = self._transport.request("POST", url, json=body, stream=True, cancel=cancel,
-                                           headers={"Accept": "text/event-stream"})
+        token = deadline.start(self.options.timeout.total, cancel)
+        try:
+            response = self._transport.request("POST", url, json=body, stream=True, cancel=token,
+                                               headers={"Accept": "text/event-stream"})
+        except BaseException:
+            deadline.finish(token)
+            raise
         try:
             self._check_stream(response)
         except BaseException:
             response.close()
             self._transport.finished()
+            deadline.finish(token)
             raise
         decoder = self._protocol.stream_decoder(req, self._transport.scrub)
-        return open_stream(self._transport, response, decoder, cancel)
+        return open_stream(self._transport, response, decoder, token)
 
     def chat_completion_stream_with_cancel(self, request: Optional[ChatCompletionRequest] = None,
                                            **kwargs: Any) -> Tuple[Iterator[ChatCompletionChunk], CancelToken]:
@@ -235,14 +241,18 @@ class Client:
 
     def _json(self, method: str, url: str, body: Any, cancel: Optional[CancelToken] = None,
               retry: bool = True) -> Any:
-        response = self._transport.request(method, url, json=body, stream=True, cancel=cancel, retry=retry)
+        token = deadline.start(self.options.timeout.total, cancel)
         try:
-            with response:
-                if response.status_code >= 400:
-                    raise self._status_error(response)
-                raw = self._transport.read_body(response)
+            response = self._transport.request(method, url, json=body, stream=True, cancel=token, retry=retry)
+            try:
+                with response:
+                    if response.status_code >= 400:
+                        raise self._status_error(response)
+                    raw = self._transport.read_body(response, cancel=token)
+            finally:
+                self._transport.finished()
         finally:
-            self._transport.finished()
+            deadline.finish(token)
         try:
             data = json.loads(raw)
         except ValueError as exc:

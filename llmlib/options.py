@@ -27,8 +27,10 @@ class Timeout:
       response headers or for the next bytes of the body. Default 120. It does
       **not** bound the whole call: a server that sends one byte every minute
       never trips it. That is what ``total`` is for.
-    - ``total``: a deadline for the whole call, body and stream included.
-      Default None.
+    - ``total``: a deadline for the whole call: waiting for a request slot,
+      retries and their waits, the headers, and the body or the whole stream.
+      When it passes, the call raises APITimeoutError (a stream: from its
+      for-loop, with ``.partial``). Default None.
     """
 
     connect: Optional[float] = attrs.field(default=10.0, validator=_seconds("connect timeout"))

@@ -15,46 +15,23 @@ This module owns the life of the connection:
 
 from __future__ import annotations
 
-import threading
 import weakref
 from typing import Any, Iterator, List, Optional
 
 import requests
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
+from llmlib import deadline
 from llmlib.cancel import CancelToken
 from llmlib.errors import APITimeoutError, DecodeError, IncompleteStreamError, LLMError
 from llmlib.framing import EventParser, SSEFramer, first_bytes
 from llmlib.streaming import collect
-from llmlib.transport import Transport, shutdown_socket, socket_of
+from llmlib.transport import SocketInterrupter, Transport
 from llmlib.types import ChatCompletionChunk
 
 __all__ = ["open_stream", "SocketInterrupter"]
 
 _DRAIN_LIMIT = 64 * 1024  # bytes read after the end marker before giving the connection up
-
-
-class SocketInterrupter:
-    """Wakes a thread blocked reading ``response`` by shutting its socket down.
-
-    ``interrupt()`` may come from any thread; ``disarm()`` (from the reading thread,
-    before the connection can go back to the pool) makes later interrupts no-ops.
-    """
-
-    __slots__ = ("_lock", "_sock")
-
-    def __init__(self, response: requests.Response) -> None:
-        self._lock = threading.Lock()
-        self._sock = socket_of(response)
-
-    def interrupt(self) -> None:
-        with self._lock:
-            sock, self._sock = self._sock, None
-            shutdown_socket(sock)
-
-    def disarm(self) -> None:
-        with self._lock:
-            self._sock = None
 
 
 def _noop() -> None:
@@ -67,11 +44,13 @@ def open_stream(transport: Transport, response: requests.Response, decoder: Any,
 
     ``decoder`` is the protocol's stream decoder: ``decode(event)`` returns a chunk
     or None; ``ended`` says the end marker arrived; ``complete`` that the answer is
-    whole. Raises from the for-loop: IncompleteStreamError, DecodeError,
-    ResponseTooLargeError, APITimeoutError, or the provider's mid-stream error;
-    each with ``.partial``.
+    whole. ``token`` may be a :class:`~llmlib.deadline.Deadline` (the ``total``
+    timeout), which the generator finishes when it ends. Raises from the
+    for-loop: IncompleteStreamError, DecodeError, ResponseTooLargeError,
+    APITimeoutError (read or total timeout), or the provider's mid-stream
+    error; each with ``.partial``.
     """
-    release = _Release(transport, response)
+    release = _Release(transport, response, token)
     gen = _chunks(transport, response, decoder, token, release)
     # Dropping a generator that never started runs no finally block: release here.
     weakref.finalize(gen, release)
@@ -81,10 +60,10 @@ def open_stream(transport: Transport, response: requests.Response, decoder: Any,
 class _Release:
     """Closes the response and frees its in-flight slot, once."""
 
-    __slots__ = ("transport", "response", "done")
+    __slots__ = ("transport", "response", "token", "done")
 
-    def __init__(self, transport: Transport, response: requests.Response) -> None:
-        self.transport, self.response, self.done = transport, response, False
+    def __init__(self, transport: Transport, response: requests.Response, token: Optional[CancelToken]) -> None:
+        self.transport, self.response, self.token, self.done = transport, response, token, False
 
     def __call__(self) -> None:
         if self.done:
@@ -92,6 +71,7 @@ class _Release:
         self.done = True
         self.response.close()
         self.transport.finished()
+        deadline.finish(self.token)
 
 
 def _chunks(transport: Transport, response: requests.Response, decoder: Any,
@@ -107,6 +87,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
                 chunk = decoder.decode(event)
                 if chunk is not None:
                     if token is not None and token.cancelled:
+                        _stop(transport, token, response, received)
                         return
                     received.append(chunk)
                     yield chunk
@@ -114,8 +95,12 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
                     break
         except (HTTPError, OSError) as exc:  # urllib3's errors (ReadTimeoutError too) and socket errors
             if token is not None and token.cancelled:
+                _stop(transport, token, response, received)
                 return
             if isinstance(exc, ReadTimeoutError):
+                if deadline.expired(token):  # the socket timeout, cut to the deadline, saw it first
+                    raise _with_partial(transport.stopped(token, "mid-stream", response.status_code),
+                                        received) from None
                 raise _with_partial(APITimeoutError(
                     f"read timeout: the server sent nothing for {transport.options.timeout.read} s mid-stream",
                     provider=transport.provider, status_code=response.status_code), received) from None
@@ -139,6 +124,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
             raise _with_partial(exc, received)
 
         if token is not None and token.cancelled:
+            _stop(transport, token, response, received)
             return
         if decoder.ended:
             # Read the rest (normally just the chunked terminator) so urllib3 puts the
@@ -156,6 +142,14 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
     finally:
         detach()
         release()
+
+
+def _stop(transport: Transport, token: CancelToken, response: requests.Response,
+          received: List[ChatCompletionChunk]) -> None:
+    """The stream was stopped by ``token``: a user's cancel ends it quietly (return),
+    an expired total deadline raises APITimeoutError with ``.partial``."""
+    if deadline.expired(token):
+        raise _with_partial(transport.stopped(token, "mid-stream", response.status_code), received) from None
 
 
 def _drain(body: Iterator[bytes]) -> None:

@@ -20,20 +20,23 @@ import requests
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from llmlib import deadline
 from llmlib.cancel import CancelToken
 from llmlib.errors import (
     APIConnectionError,
     APITimeoutError,
     CancelledError,
+    LLMError,
     ResponseTooLargeError,
 )
 from llmlib.limits import Limiter
 from llmlib.options import ConnectionOptions
 
-__all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "shutdown_socket"]
+__all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "shutdown_socket",
+           "SocketInterrupter"]
 
 #: The longest ``Retry-After`` (seconds) llmlib waits for; a longer one raises at once.
 MAX_RETRY_AFTER = 60.0
@@ -86,13 +89,29 @@ class _Retry(Retry):
         token = getattr(_current, "token", None)
         if token is not None and token.cancelled:
             raise MaxRetryError(_pool, url or "", error)  # never send again after a cancel
+        wait = None
         if response is not None and error is None:
             headers = response.headers
             wait = parse_retry_after(headers)
             if not should_retry_status(response.status, headers) or (wait is not None and wait > MAX_RETRY_AFTER):
                 # urllib3 answers MaxRetryError by returning this response to requests.
                 raise MaxRetryError(_pool, url or "", None)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        if isinstance(token, deadline.Deadline) and (wait or new.get_backoff_time()) >= token.remaining():
+            # No time left for the wait and another try: give up now, with what we have.
+            raise MaxRetryError(_pool, url or "", error)
+        return new
+
+    def sleep(self, response=None) -> None:
+        """Wait before the next try; a cancel (or the total deadline) ends the wait early."""
+        seconds = (self.get_retry_after(response) if response is not None else None)
+        if seconds is None:
+            seconds = self.get_backoff_time()
+        token = getattr(_current, "token", None)
+        if token is None:
+            time.sleep(seconds)
+        else:
+            token.wait(seconds)
 
     def get_retry_after(self, response) -> Optional[float]:
         return parse_retry_after(response.headers)
@@ -207,6 +226,35 @@ def _socket_via_http_client(raw: Any) -> Optional[socket.socket]:
     return getattr(getattr(fp, "raw", None), "_sock", None)
 
 
+class SocketInterrupter:
+    """Wakes a thread blocked reading ``response`` by shutting its socket down.
+
+    ``interrupt()`` may come from any thread; ``disarm()`` (from the reading thread,
+    before the connection can go back to the pool) makes later interrupts no-ops.
+    Should one still land on a pooled connection, urllib3 sees it dropped when it
+    next takes it from the pool and opens a new one.
+    """
+
+    __slots__ = ("_lock", "_sock")
+
+    def __init__(self, response: requests.Response) -> None:
+        self._lock = threading.Lock()
+        self._sock = socket_of(response)
+
+    def interrupt(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+            shutdown_socket(sock)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._sock = None
+
+
+def _noop() -> None:
+    pass
+
+
 class Transport:
     """Sends requests for one Client over one ``requests.Session``.
 
@@ -287,9 +335,16 @@ class Transport:
         DNS, refused, reset, TLS and proxy failures.
         """
         if cancel is not None and cancel.cancelled:
-            raise CancelledError("cancelled before sending", provider=self.provider)
-        self.limiter.acquire(cancel)
+            raise self.stopped(cancel, "before sending")
+        try:
+            self.limiter.acquire(cancel)
+        except CancelledError:
+            raise self.stopped(cancel, "while waiting for a request slot") from None
         timeout = self.options.timeout
+        connect, read = timeout.connect, timeout.read
+        if isinstance(cancel, deadline.Deadline):  # never wait on a socket past the total deadline
+            left = cancel.remaining()
+            connect, read = _at_most(connect, left), _at_most(read, left)
         _current.token, _current.detach = cancel, []
         try:
             return self._session_for(retry).request(
@@ -298,15 +353,17 @@ class Transport:
                 json=json,
                 headers=headers,
                 stream=stream,
-                timeout=(timeout.connect, timeout.read),
+                timeout=(connect, read),
                 allow_redirects=self.options.follow_redirects,
             )
         except BaseException as exc:
             self.limiter.release()
             if cancel is not None and cancel.cancelled:
-                raise CancelledError("cancelled while waiting for the response", provider=self.provider) from None
-            if isinstance(exc, requests.exceptions.Timeout):
-                kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+                raise self.stopped(cancel, "while waiting for the response") from None
+            kind = _timeout_kind(exc)
+            if kind:
+                if deadline.expired(cancel):
+                    raise self.stopped(cancel, "while waiting for the response") from None
                 limit = timeout.connect if kind == "connect" else timeout.read
                 raise APITimeoutError(
                     f"{kind} timeout after {limit} s talking to {self._where(url)}",
@@ -323,22 +380,33 @@ class Transport:
                 detach()
             _current.token, _current.detach = None, []
 
+    def stopped(self, token: Optional[CancelToken], when: str, status_code: Optional[int] = None) -> LLMError:
+        """The error for a call stopped by ``token``: APITimeoutError when it is an
+        expired total deadline, else CancelledError."""
+        if deadline.expired(token):
+            return APITimeoutError(f"total timeout: the call took more than {token.seconds} s ({when})",
+                                   provider=self.provider, status_code=status_code)
+        return CancelledError(f"cancelled {when}", provider=self.provider, status_code=status_code)
+
     def finished(self) -> None:
         """The caller is done with a response from :meth:`request`."""
         self.limiter.release()
 
-    def read_body(self, response: requests.Response, limit: Optional[int] = None, truncate: bool = False) -> bytes:
+    def read_body(self, response: requests.Response, limit: Optional[int] = None, truncate: bool = False,
+                  cancel: Optional[CancelToken] = None) -> bytes:
         """The whole body of a non-streamed response, up to ``limit`` bytes
         (default ``max_response_bytes``).
 
         Past the limit: with ``truncate`` the first ``limit`` bytes are returned
         (error bodies), else ResponseTooLargeError; either way the connection is
-        closed. Raises APITimeoutError on silence, APIConnectionError when the
-        connection breaks.
+        closed. Raises APITimeoutError on silence (or when ``cancel`` is an
+        expired total deadline), CancelledError when ``cancel`` fires (waking the
+        read), APIConnectionError when the connection breaks.
         """
         limit = self.options.max_response_bytes if limit is None else limit
         parts = []
         size = 0
+        detach = cancel.on_cancel(SocketInterrupter(response).interrupt) if cancel is not None else _noop
         try:
             for part in response.iter_content(_READ_SIZE):
                 parts.append(part)
@@ -351,18 +419,24 @@ class Transport:
                         f"response body exceeded max_response_bytes={limit} bytes",
                         provider=self.provider, status_code=response.status_code,
                     )
-        except requests.exceptions.Timeout:
-            response.close()
-            raise APITimeoutError(
-                f"read timeout: the server sent nothing for {self.options.timeout.read} s in the response body",
-                provider=self.provider, status_code=response.status_code,
-            ) from None
         except requests.exceptions.RequestException as exc:
             response.close()
+            if cancel is not None and cancel.cancelled:
+                raise self.stopped(cancel, "while reading the response", response.status_code) from None
+            if isinstance(exc, requests.exceptions.Timeout):
+                raise APITimeoutError(
+                    f"read timeout: the server sent nothing for {self.options.timeout.read} s in the response body",
+                    provider=self.provider, status_code=response.status_code,
+                ) from None
             raise APIConnectionError(
                 f"connection broke while reading the response: {self.scrub(_reason(exc))}",
                 provider=self.provider, status_code=response.status_code,
             ) from None
+        finally:
+            detach()
+        if cancel is not None and cancel.cancelled:  # a close-delimited body ends quietly on shutdown
+            response.close()
+            raise self.stopped(cancel, "while reading the response", response.status_code)
         return b"".join(parts)
 
     def iter_body(self, response: requests.Response) -> Iterator[bytes]:
@@ -398,6 +472,25 @@ class Transport:
         self.session.close()
         if self._no_retry_session is not None:
             self._no_retry_session.close()
+
+
+def _timeout_kind(exc: BaseException) -> Optional[str]:
+    """"connect" or "read" when ``exc`` (requests', urllib3's, or requests'
+    ConnectionError around urllib3's MaxRetryError, which is how a read timeout
+    before the headers arrives) is a timeout; else None."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, ConnectTimeoutError):
+        return "connect"
+    if isinstance(exc, (requests.exceptions.Timeout, ReadTimeoutError)) or isinstance(reason, ReadTimeoutError):
+        return "read"
+    return None
+
+
+def _at_most(limit: Optional[float], left: float) -> float:
+    # A zero socket timeout would mean non-blocking: keep a sliver.
+    return max(min(limit, left) if limit is not None else left, 0.001)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,126 @@
+"""The ``total`` timeout: a deadline for a whole call, stream included.
+
+A socket timeout bounds one silence, so a server that drips one byte a second
+never trips it. A :class:`Deadline` is a :class:`~llmlib.CancelToken` that one
+shared watchdog thread cancels when the call's time is up; cancelling shuts the
+call's socket down, exactly like a user's cancel, so every place that already
+stops on a cancel stops on the deadline too. ``expired`` tells the two apart:
+the caller's cancel ends a stream quietly, an expired deadline raises
+:class:`~llmlib.APITimeoutError`.
+
+The watchdog thread runs only while some deadline is pending, and exits when
+none is left, so an idle process holds no llmlib thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional, Set
+
+from llmlib.cancel import CancelToken
+
+__all__ = ["Deadline", "start"]
+
+
+class Deadline(CancelToken):
+    """A CancelToken that cancels itself ``seconds`` after it is made, and also
+    when ``parent`` (the caller's token, if any) is cancelled.
+
+    Call :meth:`finish` when the call ends, so the watchdog forgets it.
+    """
+
+    __slots__ = ("seconds", "at", "expired", "_unlink")
+
+    def __init__(self, seconds: float, parent: Optional[CancelToken] = None) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._unlink: Callable[[], None] = parent.on_cancel(self.cancel) if parent is not None else _noop
+        _watchdog.add(self)
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline, at least 0."""
+        return max(0.0, self.at - time.monotonic())
+
+    def expire(self) -> None:
+        """The time is up: mark it, then cancel (the watchdog calls this)."""
+        self.expired = True
+        self.cancel()
+
+    def finish(self) -> None:
+        """The call ended: drop the watchdog's entry and the link to the parent. Idempotent."""
+        _watchdog.discard(self)
+        self._unlink()
+
+    def __repr__(self) -> str:
+        return f"Deadline(seconds={self.seconds}, expired={self.expired}, cancelled={self.cancelled})"
+
+
+def start(total: Optional[float], cancel: Optional[CancelToken]) -> Optional[CancelToken]:
+    """The token a call should use: a :class:`Deadline` when ``total`` (seconds)
+    is set, else ``cancel`` itself (possibly None)."""
+    if total is None:
+        return cancel
+    return Deadline(total, cancel)
+
+
+def finish(token: Optional[CancelToken]) -> None:
+    """End ``token``'s deadline, if it is one."""
+    if isinstance(token, Deadline):
+        token.finish()
+
+
+def expired(token: Optional[CancelToken]) -> bool:
+    """Whether ``token`` is a deadline that ran out (or is within 10 ms of it: a
+    socket timeout cut to the deadline may fire just before the watchdog does)."""
+    return isinstance(token, Deadline) and (token.expired or token.remaining() <= 0.01)
+
+
+class _Watchdog:
+    """Expires pending deadlines on time, from one thread that lives only while
+    some deadline is pending."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: Set[Deadline] = set()
+        self._running = False
+
+    def add(self, deadline: Deadline) -> None:
+        with self._cond:
+            self._pending.add(deadline)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="llmlib-deadlines", daemon=True).start()
+            else:
+                self._cond.notify()
+
+    def discard(self, deadline: Deadline) -> None:
+        with self._cond:
+            if deadline in self._pending:
+                self._pending.discard(deadline)
+                if not self._pending:
+                    self._cond.notify()  # let the thread exit now
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._pending:
+                    self._running = False
+                    return
+                now = time.monotonic()
+                due = [d for d in self._pending if d.at <= now]
+                if not due:
+                    self._cond.wait(min(d.at for d in self._pending) - now)
+                    continue
+                self._pending.difference_update(due)
+            for deadline in due:  # outside the lock: expiring shuts sockets down
+                deadline.expire()
+
+
+def _noop() -> None:
+    pass
+
+
+_watchdog = _Watchdog()
