@@ -28,6 +28,7 @@ __all__ = ["SSEFramer", "EventParser", "first_bytes"]
 # read as "\r" then "\n" (one terminator, not two), wherever a read splits them.
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _BLANK = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
 
 
 class SSEFramer:
@@ -101,11 +102,17 @@ class EventParser(sseclient.SSEClient):
     ``SSEClient`` frames its source itself (its ``_read``), line by line with a
     growing ``bytes`` concatenation; :class:`SSEFramer` has already done that
     work, in linear time, so this subclass hands the blocks straight to
-    ``SSEClient.events()``, which parses ``event``, ``data``, ``id`` and ``retry``.
+    ``SSEClient.events()``, which parses ``event``, ``data``, ``id`` and ``retry``,
+    skips comments and unknown fields, and joins multi-line ``data``. A leading
+    UTF-8 byte order mark is dropped, as the spec says.
     """
 
     def _read(self):
-        return iter(self._event_source)
+        blocks = iter(self._event_source)
+        for first in blocks:  # the spec: one leading U+FEFF byte order mark is ignored
+            yield first[3:] if first.startswith(_BOM) else first
+            break
+        yield from blocks
 
 
 def first_bytes(data: Optional[bytes], n: int = 200) -> str:

@@ -404,6 +404,13 @@ class Transport:
         read), APIConnectionError when the connection breaks.
         """
         limit = self.options.max_response_bytes if limit is None else limit
+        declared = response.headers.get("content-length", "")
+        if not truncate and declared.isdigit() and int(declared) > limit and "content-encoding" not in response.headers:
+            response.close()  # no need to read what the server says will not fit
+            raise ResponseTooLargeError(
+                f"response body of {declared} bytes exceeds max_response_bytes={limit} bytes",
+                provider=self.provider, status_code=response.status_code,
+            )
         parts = []
         size = 0
         detach = cancel.on_cancel(SocketInterrupter(response).interrupt) if cancel is not None else _noop
@@ -452,7 +459,7 @@ class Transport:
             yield from raw.stream(_READ_SIZE, decode_content=True)
             return
         while True:
-            data = read(_READ_SIZE)
+            data = read(_READ_SIZE, decode_content=True)
             if not data:
                 return
             yield data

@@ -60,6 +60,10 @@ class Reply:
         else:
             self.conn.sendall(data)
 
+    def raw(self, data: bytes) -> None:
+        """Write ``data`` as is: no chunk framing added (to split the framing itself)."""
+        self.conn.sendall(data)
+
     def end(self) -> None:
         if self.mode == "chunked":
             self.conn.sendall(b"0\r\n\r\n")
@@ -128,6 +132,8 @@ class LoopbackServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            # Each scripted write goes out at once (no Nagle wait for the client's delayed ACK).
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
                 self.open_connections += 1
