@@ -20,7 +20,7 @@ import requests
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from llmlib import deadline
@@ -488,8 +488,8 @@ def _timeout_kind(exc: BaseException) -> Optional[str]:
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connect"
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    if isinstance(reason, ConnectTimeoutError):
-        return "connect"
+    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+        return "connect"  # (urllib3 makes "refused" a subclass of ConnectTimeoutError)
     if isinstance(exc, (requests.exceptions.Timeout, ReadTimeoutError)) or isinstance(reason, ReadTimeoutError):
         return "read"
     return None

@@ -103,13 +103,14 @@ Handler = Callable[[Request, Reply], None]
 
 
 class LoopbackServer:
-    """``LoopbackServer(handler)``: serves on ``url`` until ``close()``.
+    """``LoopbackServer(handler)``: serves on ``url`` (a free port unless ``port``
+    is given) until ``close()``.
 
     ``requests`` records every request received; ``open_connections`` counts the
     connections currently open from the client side.
     """
 
-    def __init__(self, handler: Optional[Handler] = None) -> None:
+    def __init__(self, handler: Optional[Handler] = None, port: int = 0) -> None:
         self.handler = handler or (lambda req, reply: reply.send(404, b"no handler"))
         self.requests: List[Request] = []
         self.connections = 0
@@ -117,7 +118,7 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self._sock.listen(128)
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
