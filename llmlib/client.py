@@ -16,6 +16,7 @@ from llmlib.framing import first_bytes
 from llmlib.messages import Message
 from llmlib.options import ConnectionOptions
 from llmlib.providers import Provider, spec_for
+from llmlib.redaction import Secrets
 from llmlib.response_stream import open_stream
 from llmlib.transport import Transport
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
@@ -68,7 +69,7 @@ class Client:
         self._protocol = OpenAIProtocol(spec)
         header, value = self._protocol.auth(api_key)
         self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value,
-                                    secrets=(api_key,) if api_key else ())
+                                    secrets=Secrets(api_key, self.options.headers, url or ""))
 
     @classmethod
     def with_options(cls, provider: Union[str, Provider], options: ConnectionOptions, *,
@@ -84,7 +85,7 @@ class Client:
         return self._base_url
 
     def __repr__(self) -> str:
-        return f"Client(provider={self.provider!r}, base_url={self._base_url or '<local, lazy>'!r})"
+        return self._transport.scrub(f"Client(provider={self.provider!r}, base_url={self._base_url or '<local, lazy>'!r})")
 
     def close(self) -> None:
         """Close the pooled connections. The Client is not used after this."""
@@ -246,8 +247,7 @@ class Client:
             response = self._transport.request(method, url, json=body, stream=True, cancel=token, retry=retry)
             try:
                 with response:
-                    if response.status_code >= 400:
-                        raise self._status_error(response)
+                    self._check_status(response)
                     raw = self._transport.read_body(response, cancel=token)
             finally:
                 self._transport.finished()
@@ -271,9 +271,21 @@ class Client:
         return error_from_response(response.status_code, response.headers, body,
                                    provider=self.provider, scrub=self._transport.scrub)
 
-    def _check_stream(self, response: requests.Response) -> None:
-        if response.status_code >= 400:
+    def _check_status(self, response: requests.Response) -> None:
+        """Raise for an error status, or for a redirect that was not followed."""
+        status = response.status_code
+        if status >= 400:
             raise self._status_error(response)
+        if 300 <= status < 400:
+            location = self._transport.scrub(response.headers.get("location", "?"))
+            raise APIStatusError(
+                f"{self.provider} answered {status}, a redirect to {location}; llmlib follows redirects "
+                "only with ConnectionOptions(follow_redirects=True) (or fix base_url)",
+                provider=self.provider, status_code=status,
+            )
+
+    def _check_stream(self, response: requests.Response) -> None:
+        self._check_status(response)
         kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if kind in _STREAM_TYPES or not kind:
             return

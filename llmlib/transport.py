@@ -14,6 +14,7 @@ import random
 import socket
 import threading
 import time
+import weakref
 from typing import Any, Iterator, Mapping, Optional
 
 import requests
@@ -34,6 +35,7 @@ from llmlib.errors import (
 )
 from llmlib.limits import Limiter
 from llmlib.options import ConnectionOptions
+from llmlib.redaction import Secrets, looks_secret
 
 __all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "shutdown_socket",
            "SocketInterrupter"]
@@ -120,6 +122,22 @@ class _Retry(Retry):
         # min(0.5 * 2**n, 8) s for the n-th retry (n from 0), less up to 25% jitter.
         n = max(len(self.history) - 1, 0)
         return min(0.5 * 2 ** n, 8.0) * (1.0 - 0.25 * random.random())
+
+
+#: Request headers that carry credentials; none of them follows a redirect to another host.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+
+
+class _Session(requests.Session):
+    """requests' Session, dropping every credential header on a redirect to
+    another host (requests itself drops only ``Authorization``)."""
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name in list(prepared_request.headers):
+                if name.lower() in CREDENTIAL_HEADERS or looks_secret(name):
+                    del prepared_request.headers[name]
+        super().rebuild_auth(prepared_request, response)
 
 
 class _KeyAuth(requests.auth.AuthBase):
@@ -263,10 +281,11 @@ class Transport:
     """
 
     def __init__(self, options: ConnectionOptions, provider: str, *, auth_header: Optional[str] = None,
-                 auth_value: Optional[str] = None, secrets: tuple = ()) -> None:
+                 auth_value: Optional[str] = None, secrets: Optional[Secrets] = None) -> None:
         self.options = options
         self.provider = provider
-        self.secrets = tuple(s for s in secrets if s)
+        self.secrets = secrets if secrets is not None else Secrets(headers=options.headers)
+        weakref.finalize(self, self.secrets.close)  # an unclosed Client's secrets leave the log filter too
         self._auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
         self._lock = threading.Lock()
         self._pool_size = max(options.pool_size, 1)
@@ -275,7 +294,7 @@ class Transport:
         self.limiter = Limiter(options.max_in_flight, options.requests_per_minute)
 
     def _session(self, max_retries: int) -> requests.Session:
-        session = requests.Session()
+        session = _Session()
         self._mount(session, max_retries)
         session.headers["User-Agent"] = _user_agent()
         session.headers.update(self.options.headers)
@@ -367,6 +386,12 @@ class Transport:
                 limit = timeout.connect if kind == "connect" else timeout.read
                 raise APITimeoutError(
                     f"{kind} timeout after {limit} s talking to {self._where(url)}",
+                    provider=self.provider,
+                ) from None
+            if isinstance(exc, requests.exceptions.ProxyError):
+                raise APIConnectionError(
+                    f"cannot reach {self._where(url)} through the proxy {self._proxy_for(url)} "
+                    f"(ConnectionOptions.proxy, or HTTPS_PROXY / HTTP_PROXY): {self.scrub(_reason(exc))}",
                     provider=self.provider,
                 ) from None
             if isinstance(exc, requests.exceptions.RequestException):
@@ -466,9 +491,12 @@ class Transport:
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret of this transport replaced by ``***``."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self.secrets.scrub(text)
+
+    def _proxy_for(self, url: str) -> str:
+        proxies = self.session.proxies or requests.utils.get_environ_proxies(url)
+        proxy = requests.utils.select_proxy(url, proxies)
+        return self._where(proxy) if proxy else "?"
 
     def _where(self, url: str) -> str:
         # scheme://host:port only: paths and query strings may carry secrets.
@@ -479,6 +507,7 @@ class Transport:
         self.session.close()
         if self._no_retry_session is not None:
             self._no_retry_session.close()
+        self.secrets.close()
 
 
 def _timeout_kind(exc: BaseException) -> Optional[str]:
@@ -501,17 +530,22 @@ def _at_most(limit: Optional[float], left: float) -> float:
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost useful reason of a requests/urllib3 error, without the URL."""
-    reason: Any = exc.args[0] if exc.args else exc
-    reason = getattr(reason, "reason", reason)  # MaxRetryError -> its cause
-    if isinstance(reason, BaseException):
-        inner = reason
-        # NewConnectionError etc. say "<conn object>: Failed to establish ...: [Errno 111] Connection refused"
-        text = str(inner)
-        if ": " in text and text.startswith("<"):
-            text = text.split(": ", 1)[1]
-        return f"{type(inner).__name__}: {text}"
-    return str(reason)
+    """The innermost useful reason of a requests/urllib3 error, without the URL:
+    e.g. "NewConnectionError: Failed to establish a new connection: [Errno 111]
+    Connection refused"."""
+    inner: Any = exc
+    for _ in range(8):  # requests error -> MaxRetryError -> ProxyError -> NewConnectionError ...
+        nested = getattr(inner, "reason", None)
+        if not isinstance(nested, BaseException):
+            nested = next((a for a in getattr(inner, "args", ()) if isinstance(a, BaseException)), None)
+        if nested is None:
+            break
+        inner = nested
+    text = str(inner)
+    # urllib3 says "HTTPConnection(host='h', port=1): Failed to establish ..." or "<conn object>: ..."
+    if ": " in text and (text.startswith("<") or text.startswith("_HTTP") or text.startswith("HTTP")):
+        text = text.split(": ", 1)[1]
+    return f"{type(inner).__name__}: {text}"
 
 
 def _user_agent() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
@@ -104,14 +105,16 @@ Handler = Callable[[Request, Reply], None]
 
 class LoopbackServer:
     """``LoopbackServer(handler)``: serves on ``url`` (a free port unless ``port``
-    is given) until ``close()``.
+    is given; HTTPS with the ``tls`` server context) until ``close()``.
 
     ``requests`` records every request received; ``open_connections`` counts the
     connections currently open from the client side.
     """
 
-    def __init__(self, handler: Optional[Handler] = None, port: int = 0) -> None:
+    def __init__(self, handler: Optional[Handler] = None, port: int = 0,
+                 tls: Optional[ssl.SSLContext] = None) -> None:
         self.handler = handler or (lambda req, reply: reply.send(404, b"no handler"))
+        self.tls = tls
         self.requests: List[Request] = []
         self.connections = 0
         self.open_connections = 0
@@ -121,7 +124,7 @@ class LoopbackServer:
         self._sock.bind(("127.0.0.1", port))
         self._sock.listen(128)
         self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._closed = False
         self._conns: List[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -142,6 +145,14 @@ class LoopbackServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:  # the client refused our certificate
+                with self._lock:
+                    self.open_connections -= 1
+                conn.close()
+                return
         reader = conn.makefile("rb")
         try:
             while not self._closed:
@@ -184,6 +195,64 @@ class LoopbackServer:
                     conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+class TunnelProxy:
+    """An HTTPS proxy on 127.0.0.1: answers ``CONNECT host:port`` by piping bytes
+    to the address ``routes`` maps that host to (names need not exist in DNS).
+    ``connects`` lists every CONNECT target received."""
+
+    def __init__(self, routes: dict) -> None:
+        self.routes = routes
+        self.connects: List[str] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+
+    def _tunnel(self, conn: socket.socket) -> None:
+        with conn:
+            reader = conn.makefile("rb")
+            line = reader.readline().decode("latin-1")
+            while reader.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            method, target, _ = line.split(" ", 2)
+            self.connects.append(target)
+            host, _, port = target.rpartition(":")
+            if method != "CONNECT" or host not in self.routes:
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                return
+            with socket.create_connection(self.routes[host]) as upstream:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
+                pump.start()
+                _pipe(conn, upstream)
+                pump.join(5)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 def _read_request(reader) -> Optional[Request]:
