@@ -257,7 +257,7 @@ class Client:
             data = json.loads(raw)
         except ValueError as exc:
             raise DecodeError(
-                f"{self.provider} sent a body that is not JSON ({exc}): {first_bytes(raw, 200)!r}",
+                f"{self.provider} sent a body that is not JSON ({exc}): {first_bytes(raw, 200, self._transport.scrub)!r}",
                 provider=self.provider, status_code=response.status_code,
             ) from None
         if isinstance(data, dict) and data.get("error"):
@@ -300,6 +300,6 @@ class Client:
                                          scrub=self._transport.scrub)
         raise APIStatusError(
             f"expected an event stream but got {kind} (a proxy, captive portal or wrong base_url?): "
-            f"{first_bytes(body, 200)!r}",
+            f"{first_bytes(body, 200, self._transport.scrub)!r}",
             provider=self.provider, status_code=response.status_code,
         )

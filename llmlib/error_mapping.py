@@ -188,7 +188,7 @@ def error_from_response(
         payload: Any = json.loads(body) if body else None
     except ValueError:
         payload = None
-    snippet = first_bytes(body, 300).strip()
+    snippet = first_bytes(body, 300, scrub).strip()
     fallback = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     return error_from_payload(payload, provider=provider, status=status, headers=headers,
                               scrub=scrub, fallback=fallback)

@@ -16,7 +16,7 @@ of times, even for one 10 MiB event arriving in 512-byte reads.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import sseclient
 
@@ -115,9 +115,15 @@ class EventParser(sseclient.SSEClient):
         yield from blocks
 
 
-def first_bytes(data: Optional[bytes], n: int = 200) -> str:
-    """A short printable snippet of a body, for error messages."""
+def first_bytes(data: Optional[bytes], n: int = 200, scrub: Optional[Callable[[str], str]] = None) -> str:
+    """A short printable snippet of a body (``n`` characters), for error messages.
+
+    ``scrub`` (a Client's secret scrubber) runs before the cut, so that a
+    secret straddling the cut cannot leave its first characters behind.
+    """
     if not data:
         return ""
-    text = data[:n].decode("utf-8", "replace")
-    return text + ("..." if len(data) > n else "")
+    text = data[:n + 512].decode("utf-8", "replace")
+    if scrub is not None:
+        text = scrub(text)
+    return text[:n] + ("..." if len(data) > n else "")

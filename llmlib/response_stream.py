@@ -137,7 +137,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
             tail = framer.leftover
             raise _with_partial(IncompleteStreamError(
                 "the stream ended before the provider's end marker; the answer is incomplete"
-                + (f" (an unterminated event was dropped: {first_bytes(tail, 80)!r})" if tail else ""),
+                + (f" (an unterminated event was dropped: {first_bytes(tail, 80, transport.scrub)!r})" if tail else ""),
                 provider=transport.provider, status_code=response.status_code), received)
     finally:
         detach()

@@ -15,7 +15,7 @@ import attrs
 
 from llmlib.errors import ConfigurationError
 
-__all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for"]
+__all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for", "endpoint"]
 
 
 class Provider(str, enum.Enum):
@@ -150,3 +150,11 @@ def spec_for(provider: Union[str, Provider]) -> ProviderSpec:
             f"usable now: {usable}"
         )
     return spec
+
+
+def endpoint(base_url: str, path: str) -> str:
+    """``base_url`` with ``path`` appended to its path, keeping its query string
+    (``https://h/v1?api-version=1`` + ``/chat/completions`` ->
+    ``https://h/v1/chat/completions?api-version=1``)."""
+    base, sep, query = base_url.partition("?")
+    return f"{base.rstrip('/')}{path}{sep}{query}"

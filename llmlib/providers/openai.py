@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
-from llmlib.providers import ProviderSpec
+from llmlib.providers import ProviderSpec, endpoint
 from llmlib.types import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -310,7 +310,7 @@ class OpenAIProtocol:
 
     def chat(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> Tuple[str, Dict[str, Any]]:
         """(url, json body) of a chat completion."""
-        return f"{base_url}/chat/completions", encode_request(request, self.spec, stream=stream)
+        return endpoint(base_url, "/chat/completions"), encode_request(request, self.spec, stream=stream)
 
     def stream_decoder(self, request: ChatCompletionRequest, scrub) -> StreamDecoder:
         return StreamDecoder(self.spec.name, request.n or 1, scrub)
@@ -318,7 +318,7 @@ class OpenAIProtocol:
     decode_response = staticmethod(decode_response)
 
     def models_url(self, base_url: str) -> str:
-        return f"{base_url}/models"
+        return endpoint(base_url, "/models")
 
     def decode_models(self, obj: Any) -> List[ModelInfo]:
         return decode_models(obj, self.spec.name)
