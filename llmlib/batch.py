@@ -2,8 +2,8 @@
 
 The three Client methods ``chat_completion_batch``, ``chat_completion_batch_smart``
 and ``chat_completion_stream_batch`` are thin wrappers over the functions here.
-Every batch sizes the Client's connection pool to its concurrency (no connection
-opened and then discarded), runs on a ``ThreadPoolExecutor`` whose threads are
+Every batch reuses the Client's connection pool, which grows to the batch's
+concurrency (no connection opened and then discarded), runs on a ``ThreadPoolExecutor`` whose threads are
 joined before the call returns, and stops cleanly on a CancelToken or
 ``KeyboardInterrupt``.
 """
@@ -119,7 +119,6 @@ def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionReq
     if not reqs:
         return []
     limit = _limit(concurrency_limit, len(reqs))
-    client._transport.ensure_pool(limit)
     token, detach = _linked(cancel)
 
     def run(i: int) -> Result:
@@ -201,7 +200,6 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
     if len(reqs) <= 3:
         start_concurrency = max_concurrency = 1
     limiter = AdaptiveLimit(start_concurrency, _limit(max_concurrency, len(reqs)))
-    client._transport.ensure_pool(limiter.ceiling)
     token, detach = _linked(cancel)
 
     def run(i: int) -> Result:
@@ -250,7 +248,6 @@ def chat_completion_stream_batch(client: "Client", requests: Sequence[ChatComple
     if not reqs:
         return
     limit = _limit(concurrency_limit, len(reqs))
-    client._transport.ensure_pool(limit)
     token, detach = _linked(cancel)
     items: "queue.Queue[Any]" = queue.Queue(maxsize=max(buffer, 1))
 

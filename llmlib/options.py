@@ -71,8 +71,9 @@ class ConnectionOptions:
     - ``timeout``: a :class:`Timeout`, or seconds for both connect and read.
     - ``max_retries``: retries after the first try (default 2), with backoff
       ``min(0.5 * 2**n, 8)`` s and jitter, honouring ``Retry-After`` up to 60 s.
-    - ``pool_size``: connections kept open per host (default 16); size it to
-      the number of threads that share the Client.
+    - ``pool_size``: idle connections kept open per host to start with
+      (default 16). The pool grows to the most threads that share the Client
+      at once, so no connection is opened and then discarded.
     - ``proxy``: an ``http://`` or ``https://`` proxy URL for all requests; when
       None, ``HTTPS_PROXY`` / ``NO_PROXY`` from the environment apply.
     - ``headers``: extra headers sent with every request. Values are never logged.

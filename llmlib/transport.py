@@ -193,11 +193,30 @@ class _HTTPSConnection(_CancellableConnection, urllib3.connection.HTTPSConnectio
     pass
 
 
-class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+class _GrowingPool:
+    """Mixed into urllib3's pools: a connection coming back to a full pool makes
+    the pool one larger instead of being closed with a "Connection pool is full,
+    discarding connection" warning. The pool thus keeps as many idle connections
+    as the most threads that ever used it at once, and no thread count needs
+    configuring up front."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self._grow_lock = threading.Lock()
+
+    def _put_conn(self, conn: Any) -> None:
+        with self._grow_lock:  # every put goes through here, so full() stays true until ours
+            queue = getattr(self, "pool", None)
+            if conn is not None and queue is not None and queue.full():
+                queue.maxsize += 1
+            super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPPool(_GrowingPool, urllib3.connectionpool.HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+class _HTTPSPool(_GrowingPool, urllib3.connectionpool.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -277,7 +296,8 @@ class Transport:
     """Sends requests for one Client over one ``requests.Session``.
 
     Thread-safe: the session's pool hands each thread its own connection. The
-    pool holds ``options.pool_size`` connections per host.
+    pool starts with room for ``options.pool_size`` idle connections per host
+    and grows to the most threads that use it at once.
     """
 
     def __init__(self, options: ConnectionOptions, provider: str, *, auth_header: Optional[str] = None,
@@ -288,7 +308,7 @@ class Transport:
         weakref.finalize(self, self.secrets.close)  # an unclosed Client's secrets leave the log filter too
         self._auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
         self._lock = threading.Lock()
-        self._pool_size = max(options.pool_size, 1)
+        self._pool_size = max(options.pool_size, 1)  # grows later; see _GrowingPool
         self.session = self._session(options.max_retries)
         self._no_retry_session: Optional[requests.Session] = None
         self.limiter = Limiter(options.max_in_flight, options.requests_per_minute)
@@ -317,22 +337,8 @@ class Transport:
             respect_retry_after_header=True,
         )
         adapter = _Adapter(pool_connections=4, pool_maxsize=self._pool_size, max_retries=retry)
-        old = session.adapters.get("https://")
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        if old is not None:
-            old.close()  # idle connections close now, busy ones when they come back
-
-    def ensure_pool(self, size: int) -> None:
-        """Keep at least ``size`` connections per host, so that ``size`` threads
-        never find the pool full (urllib3 would open and then discard extras)."""
-        with self._lock:
-            if size <= self._pool_size:
-                return
-            self._pool_size = size
-            self._mount(self.session, self.options.max_retries)
-            if self._no_retry_session is not None:
-                self._mount(self._no_retry_session, 0)
 
     def _session_for(self, retry: bool) -> requests.Session:
         if retry:

@@ -267,7 +267,10 @@ def _read_request(reader) -> Optional[Request]:
             break
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
-    body = reader.read(int(headers.get("content-length", 0) or 0))
+    length = int(headers.get("content-length", 0) or 0)
+    body = reader.read(length)
+    if len(body) < length:  # the client went away mid-request (a cancel, say)
+        return None
     return Request(method, path, headers, body)
 
 
