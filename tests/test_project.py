@@ -31,3 +31,11 @@ def test_public_names_have_docstrings():
 
     missing = [name for name in llmlib.__all__ if not (getattr(llmlib, name).__doc__ or "").strip()]
     assert missing == []
+
+
+def test_every_guarantee_links_to_a_test_that_exists():
+    page = (ROOT / "docs" / "guarantees.md").read_text()
+    links = re.findall(r"\[(test_\w+)\]\(\.\./tests/(\w+\.py)\)", page)
+    assert len(links) > 40
+    for name, file in links:
+        assert re.search(rf"def {name}\(", (ROOT / "tests" / file).read_text()), f"{file}::{name}"
