@@ -173,16 +173,34 @@ class _CancellableConnection:
     thread waiting for the response headers (a non-streamed LLM call waits there
     for the whole generation)."""
 
+    _on_release: Optional[list] = None
+
     def request(self, *args: Any, **kwargs: Any) -> Any:
         token: Optional[CancelToken] = getattr(_current, "token", None)
         if token is not None:
             if token.cancelled:
                 raise ConnectionAbortedError("request cancelled")  # urllib3 -> Retry.increment -> give up
-            _current.detach.append(token.on_cancel(self._interrupt))
+            detach = token.on_cancel(self._interrupt)
+            _current.detach.append(detach)
+            self.when_released(detach)
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
     def _interrupt(self) -> None:
         shutdown_socket(getattr(self, "sock", None))
+
+    def when_released(self, callback: Any) -> None:
+        """Run ``callback`` just before this connection goes back to the pool,
+        where another request may take it: a cancel meant for the request that
+        used it must not reach it there (after a retry, or a stream whose body
+        ended before the reader let go)."""
+        if self._on_release is None:
+            self._on_release = []
+        self._on_release.append(callback)
+
+    def released(self) -> None:
+        callbacks, self._on_release = self._on_release, None
+        for callback in callbacks or ():
+            callback()
 
 
 class _HTTPConnection(_CancellableConnection, urllib3.connection.HTTPConnection):
@@ -205,6 +223,8 @@ class _GrowingPool:
         self._grow_lock = threading.Lock()
 
     def _put_conn(self, conn: Any) -> None:
+        if conn is not None and hasattr(conn, "released"):
+            conn.released()  # cut every cancel hook before another request can take it
         with self._grow_lock:  # every put goes through here, so full() stays true until ours
             queue = getattr(self, "pool", None)
             if conn is not None and queue is not None and queue.full():
@@ -266,10 +286,9 @@ def _socket_via_http_client(raw: Any) -> Optional[socket.socket]:
 class SocketInterrupter:
     """Wakes a thread blocked reading ``response`` by shutting its socket down.
 
-    ``interrupt()`` may come from any thread; ``disarm()`` (from the reading thread,
-    before the connection can go back to the pool) makes later interrupts no-ops.
-    Should one still land on a pooled connection, urllib3 sees it dropped when it
-    next takes it from the pool and opens a new one.
+    ``interrupt()`` may come from any thread; ``disarm()`` makes later interrupts
+    no-ops. The connection disarms it itself just before it goes back to the pool,
+    so a late cancel can never shut down a connection another request has taken.
     """
 
     __slots__ = ("_lock", "_sock")
@@ -277,6 +296,9 @@ class SocketInterrupter:
     def __init__(self, response: requests.Response) -> None:
         self._lock = threading.Lock()
         self._sock = socket_of(response)
+        connection = getattr(response.raw, "connection", None)
+        if hasattr(connection, "when_released"):
+            connection.when_released(self.disarm)  # urllib3 may pool it the moment the body ends
 
     def interrupt(self) -> None:
         with self._lock:

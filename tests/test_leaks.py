@@ -140,3 +140,40 @@ def test_an_exception_or_keyboard_interrupt_in_the_consumer_closes_the_stream(cl
             for chunk in client.chat_completion_stream(model="m", messages="x"):
                 raise error()
         assert server.wait_closed(2), error
+
+
+def test_a_late_cancel_never_reaches_a_connection_another_request_took(server):
+    # Request A (with a token) gets a 503 and waits to retry; its first connection
+    # goes back to the pool, and stream B takes it. Cancelling A's token then must
+    # not touch B's connection.
+    seen = []
+
+    def handler(req, reply):
+        who = req.json()["messages"][-1]["content"]
+        seen.append(who)
+        if who == "A":
+            reply.json({"error": {"message": "busy"}}, status=503, headers=[("retry-after-ms", "3000")])
+            return
+        reply.head(200, [("Content-Type", "text/event-stream")])
+        for _ in range(6):
+            reply.piece(_event("B "))
+            time.sleep(0.05)
+        reply.piece(_event("", "stop") + b"data: [DONE]\n\n")
+        reply.end()
+
+    server.handler = handler
+    token = CancelToken()
+    with make_client(server, max_retries=1) as client:
+        a = threading.Thread(target=lambda: pytest.raises(Exception, client.chat_completion, model="m",
+                                                          messages="A", cancel=token))
+        a.start()
+        deadline = time.monotonic() + 5
+        while seen != ["A"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # A's connection is back in the pool; A sleeps before its retry
+        stream = client.chat_completion_stream(model="m", messages="B")
+        first = next(stream)
+        assert server.connections == 1  # B really is on A's old connection
+        token.cancel()
+        assert first.text + "".join(c.text or "" for c in stream) == "B " * 6
+        a.join(5)
