@@ -511,8 +511,11 @@ class Transport:
         if read is None:  # urllib3 < 2.2: chunked bodies stay prompt, close-delimited ones buffer
             yield from raw.stream(_READ_SIZE, decode_content=True)
             return
+        # requests asks for gzip but leaves decoding to iter_content; read1 decodes
+        # only when told. Plain bodies skip the decoder's extra buffer copy.
+        decode = response.headers.get("content-encoding", "identity").strip().lower() != "identity"
         while True:
-            data = read(_READ_SIZE, decode_content=True)
+            data = read(_READ_SIZE, decode_content=decode)
             if not data:
                 return
             yield data
