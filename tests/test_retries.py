@@ -87,14 +87,14 @@ def test_backoff_doubles_with_jitter(server):
         client.chat_completion(model="m", messages="hi")
     gaps = [b - a for a, b in zip(times, times[1:])]
     # min(0.5 * 2**n, 8) s less up to 25% jitter: 0.375-0.5 s, then 0.75-1.0 s (plus request time).
-    assert 0.37 <= gaps[0] < 0.5 + 0.3 and 0.74 <= gaps[1] < 1.0 + 0.3, gaps
+    assert 0.37 <= gaps[0] < 0.5 + 0.5 and 0.74 <= gaps[1] < 1.0 + 0.5, gaps  # upper: slack for a busy CI
 
 
 @pytest.mark.parametrize("headers, low, high", [
-    ([("retry-after-ms", "300")], 0.29, 0.6),
-    ([("Retry-After", "1")], 0.99, 1.4),
-    ([("Retry-After", "2"), ("retry-after-ms", "200")], 0.19, 0.5),  # the ms header wins
-    ([("Retry-After", "soon")], 0.37, 0.8),  # junk: plain backoff
+    ([("retry-after-ms", "300")], 0.29, 0.9),
+    ([("Retry-After", "1")], 0.99, 1.6),
+    ([("Retry-After", "2"), ("retry-after-ms", "200")], 0.19, 0.9),  # the ms header wins
+    ([("Retry-After", "soon")], 0.37, 1.0),  # junk: plain backoff (0.375-0.5 s)
 ], ids=["ms", "seconds", "ms-wins", "junk"])
 def test_retry_after_is_honoured(headers, low, high, server):
     times = scripted(server, (429, headers))
