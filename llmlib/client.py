@@ -147,8 +147,9 @@ class Client:
         are raised from the for-loop, with ``.partial`` holding what arrived.
         Leaving the loop early, ``close()``, or dropping the generator closes the
         connection. With ``cancel``, cancelling the token ends the generator
-        quietly from any thread. Usage arrives on the last chunk when the provider
-        reports it.
+        quietly from any thread. ``Timeout.total`` (seconds) bounds the whole
+        stream: past it the loop raises APITimeoutError with ``.partial``. Usage
+        arrives on the last chunk when the provider reports it.
         """
         req = self._build(request, kwargs)
         url, body = self._protocol.chat(self.base_url, req, stream=True)
