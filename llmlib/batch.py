@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from llmlib.cancel import CancelToken
+from llmlib.cancel import CancelToken, attach
 from llmlib.errors import CancelledError, ConfigurationError, LLMError, OverloadedError, RateLimitError
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 
@@ -75,7 +75,7 @@ class _Progress:
 def _linked(cancel: Optional[CancelToken]) -> Tuple[CancelToken, Callable[[], None]]:
     """A token of the batch's own, cancelled with the caller's ``cancel``."""
     token = CancelToken()
-    detach = cancel.on_cancel(token.cancel) if cancel is not None else (lambda: None)
+    detach = attach(cancel, token.cancel)
     return token, detach
 
 

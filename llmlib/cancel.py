@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
-__all__ = ["CancelToken"]
+__all__ = ["CancelToken", "attach"]
 
 
 class CancelToken:
@@ -73,6 +73,11 @@ class CancelToken:
 
     def __repr__(self) -> str:
         return f"CancelToken(cancelled={self._cancelled})"
+
+
+def attach(token: Optional[CancelToken], callback: Callable[[], None]) -> Callable[[], None]:
+    """``token.on_cancel(callback)``, or a do-nothing detach when ``token`` is None."""
+    return token.on_cancel(callback) if token is not None else _noop
 
 
 def _noop() -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable, Optional, Set
 
-from llmlib.cancel import CancelToken
+from llmlib.cancel import CancelToken, attach
 
 __all__ = ["Deadline", "start"]
 
@@ -37,7 +37,7 @@ class Deadline(CancelToken):
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.expired = False
-        self._unlink: Callable[[], None] = parent.on_cancel(self.cancel) if parent is not None else _noop
+        self._unlink: Callable[[], None] = attach(parent, self.cancel)
         _watchdog.add(self)
 
     def remaining(self) -> float:
@@ -117,10 +117,6 @@ class _Watchdog:
                 self._pending.difference_update(due)
             for deadline in due:  # outside the lock: expiring shuts sockets down
                 deadline.expire()
-
-
-def _noop() -> None:
-    pass
 
 
 _watchdog = _Watchdog()

@@ -54,10 +54,7 @@ class Secrets:
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret replaced by ``***``."""
-        for value in self.values:
-            if value in text:
-                text = text.replace(value, "***")
-        return text
+        return _scrub(text, self.values)
 
     def close(self) -> None:
         if not self._closed:
@@ -109,13 +106,19 @@ class _LogFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record is the logging system's to report
             return True
-        cleaned = message
-        for value in values:
-            if value in cleaned:
-                cleaned = cleaned.replace(value, "***")
+        cleaned = _scrub(message, values)
         if cleaned is not message:
             record.msg, record.args = cleaned, None
         return True
+
+
+def _scrub(text: str, values: Tuple[str, ...]) -> str:
+    # Longest first, so a secret containing another is replaced whole. Returns
+    # ``text`` itself when nothing matched.
+    for value in values:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
 
 
 _filter = _LogFilter()

@@ -22,7 +22,7 @@ import requests
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from llmlib import deadline
-from llmlib.cancel import CancelToken
+from llmlib.cancel import CancelToken, attach
 from llmlib.errors import APITimeoutError, DecodeError, IncompleteStreamError, LLMError
 from llmlib.framing import EventParser, SSEFramer, first_bytes
 from llmlib.streaming import collect
@@ -32,10 +32,6 @@ from llmlib.types import ChatCompletionChunk
 __all__ = ["open_stream", "SocketInterrupter"]
 
 _DRAIN_LIMIT = 64 * 1024  # bytes read after the end marker before giving the connection up
-
-
-def _noop() -> None:
-    pass
 
 
 def open_stream(transport: Transport, response: requests.Response, decoder: Any,
@@ -80,7 +76,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
     framer = SSEFramer(body, transport.options.max_response_bytes)
     received: List[ChatCompletionChunk] = []
     interrupter = SocketInterrupter(response)
-    detach = token.on_cancel(interrupter.interrupt) if token is not None else _noop
+    detach = attach(token, interrupter.interrupt)
     try:
         try:
             for event in EventParser(framer).events():
@@ -98,9 +94,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
                 _stop(transport, token, response, received)
                 return
             if isinstance(exc, ReadTimeoutError):
-                if deadline.expired(token):  # the socket timeout, cut to the deadline, saw it first
-                    raise _with_partial(transport.stopped(token, "mid-stream", response.status_code),
-                                        received) from None
+                _stop(transport, token, response, received)  # a socket timeout cut to the deadline
                 raise _with_partial(APITimeoutError(
                     f"read timeout: the server sent nothing for {transport.options.timeout.read} s mid-stream",
                     provider=transport.provider, status_code=response.status_code), received) from None
@@ -144,7 +138,7 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
         release()
 
 
-def _stop(transport: Transport, token: CancelToken, response: requests.Response,
+def _stop(transport: Transport, token: Optional[CancelToken], response: requests.Response,
           received: List[ChatCompletionChunk]) -> None:
     """The stream was stopped by ``token``: a user's cancel ends it quietly (return),
     an expired total deadline raises APITimeoutError with ``.partial``."""

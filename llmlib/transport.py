@@ -25,7 +25,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.util.retry import Retry
 
 from llmlib import deadline
-from llmlib.cancel import CancelToken
+from llmlib.cancel import CancelToken, attach
 from llmlib.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -106,8 +106,8 @@ class _Retry(Retry):
 
     def sleep(self, response=None) -> None:
         """Wait before the next try; a cancel (or the total deadline) ends the wait early."""
-        seconds = (self.get_retry_after(response) if response is not None else None)
-        if seconds is None:
+        seconds = self.get_retry_after(response) if response is not None else None
+        if not seconds:  # absent or 0: backoff, as urllib3 does
             seconds = self.get_backoff_time()
         token = getattr(_current, "token", None)
         if token is None:
@@ -124,18 +124,16 @@ class _Retry(Retry):
         return min(0.5 * 2 ** n, 8.0) * (1.0 - 0.25 * random.random())
 
 
-#: Request headers that carry credentials; none of them follows a redirect to another host.
-CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
-
-
 class _Session(requests.Session):
-    """requests' Session, dropping every credential header on a redirect to
-    another host (requests itself drops only ``Authorization``)."""
+    """requests' Session, dropping every credential header (``Authorization``,
+    ``x-api-key``, ``api-key``, ``x-goog-api-key``, and any other name that
+    :func:`~llmlib.redaction.looks_secret`) on a redirect to another host;
+    requests itself drops only ``Authorization``."""
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         if self.should_strip_auth(response.request.url, prepared_request.url):
             for name in list(prepared_request.headers):
-                if name.lower() in CREDENTIAL_HEADERS or looks_secret(name):
+                if looks_secret(name):
                     del prepared_request.headers[name]
         super().rebuild_auth(prepared_request, response)
 
@@ -310,10 +308,6 @@ class SocketInterrupter:
             self._sock = None
 
 
-def _noop() -> None:
-    pass
-
-
 class Transport:
     """Sends requests for one Client over one ``requests.Session``.
 
@@ -330,7 +324,6 @@ class Transport:
         weakref.finalize(self, self.secrets.close)  # an unclosed Client's secrets leave the log filter too
         self._auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
         self._lock = threading.Lock()
-        self._pool_size = max(options.pool_size, 1)  # grows later; see _GrowingPool
         self.session = self._session(options.max_retries)
         self._no_retry_session: Optional[requests.Session] = None
         self.limiter = Limiter(options.max_in_flight, options.requests_per_minute)
@@ -358,7 +351,8 @@ class Transport:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter = _Adapter(pool_connections=4, pool_maxsize=self._pool_size, max_retries=retry)
+        # The pools start at pool_size and grow (see _GrowingPool).
+        adapter = _Adapter(pool_connections=4, pool_maxsize=max(self.options.pool_size, 1), max_retries=retry)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
 
@@ -466,7 +460,7 @@ class Transport:
             )
         parts = []
         size = 0
-        detach = cancel.on_cancel(SocketInterrupter(response).interrupt) if cancel is not None else _noop
+        detach = attach(cancel, SocketInterrupter(response).interrupt)
         try:
             for part in response.iter_content(_READ_SIZE):
                 parts.append(part)

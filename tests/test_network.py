@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 
@@ -36,7 +37,7 @@ def ca_file(ca, tmp_path_factory):
 
 @pytest.fixture
 def tls_server(ca):
-    context = __import__("ssl").create_default_context(__import__("ssl").Purpose.CLIENT_AUTH)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1", FAKE_HOST).configure_cert(context)
 
     def handler(req, reply):
