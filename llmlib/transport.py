@@ -396,6 +396,9 @@ class Transport:
                 stream=stream,
                 timeout=(connect, read),
                 allow_redirects=self.options.follow_redirects,
+                # Per request, so an explicit False or CA path beats REQUESTS_CA_BUNDLE /
+                # CURL_CA_BUNDLE (requests lets those override session.verify); True lets them apply.
+                verify=self.options.verify,
             )
         except BaseException as exc:
             self.limiter.release()
