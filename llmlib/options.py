@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Optional, Union
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -53,15 +55,76 @@ def _to_timeout(value: Any) -> Timeout:
     return Timeout.of(value)
 
 
-def _non_negative_int(name: str):
-    def check(_inst: Any, _attr: Any, value: Optional[int]) -> None:
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ConfigurationError(f"{name} must be a whole number >= 0, not {value!r}")
+def _whole(minimum: int, unit: str):
+    # A required whole number >= minimum: None, bools, floats and strings are refused
+    # here rather than failing later, far from the mistake, with a TypeError.
+    def check(_inst: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ConfigurationError(
+                f"ConnectionOptions.{attribute.name} must be a whole number >= {minimum} ({unit}), not {value!r}"
+            )
     return check
 
 
 def _headers(value: Optional[Mapping[str, str]]) -> Mapping[str, str]:
-    return dict(value or {})
+    """The extra headers as a dict, each value checked: a str (or bytes) with no
+    line break or NUL and no character past U+00FF, which http.client cannot
+    send. The error names the header and the character's index, never the value."""
+    headers = dict(value or {})
+    for name, text in headers.items():
+        if isinstance(text, bytes):
+            continue
+        if not isinstance(text, str):
+            raise ConfigurationError(f"ConnectionOptions.headers[{name!r}] must be a str, not {type(text).__name__}")
+        for index, char in enumerate(text):
+            if char in "\r\n\x00" or ord(char) > 0xFF:
+                raise ConfigurationError(
+                    f"ConnectionOptions.headers[{name!r}] cannot be sent: the character at index {index} "
+                    f"(of {len(text)}) is U+{ord(char):04X}; a header value is one line of Latin-1 text"
+                )
+    return headers
+
+
+def _verify(value: Any) -> Union[bool, str]:
+    """True, False, or an existing CA bundle path (str or os.PathLike, as a str)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value:
+        if not os.path.exists(value):
+            raise ConfigurationError(f"ConnectionOptions.verify: no CA bundle file or directory at {value!r}")
+        return value
+    raise ConfigurationError(
+        f"ConnectionOptions.verify must be True, False or a CA bundle path, not {value!r}"
+    )
+
+
+def _proxy(value: Any) -> Optional[str]:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ConfigurationError(f"ConnectionOptions.proxy must be a proxy URL (a str) or None, not {type(value).__name__}")
+
+
+def hide_userinfo(url: Optional[str]) -> str:
+    """``repr(url)`` with the password in its userinfo shown as ``***``
+    (``'http://user:***@proxy:3128'``), or the whole userinfo when it has no
+    password (a user name alone is often a token). For reprs of proxy URLs."""
+    if not isinstance(url, str) or "@" not in url:
+        return repr(url)
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        userinfo, _, host = parts.netloc.rpartition("@")
+    except ValueError:
+        return "'***'"
+    if not userinfo:
+        return repr(url)
+    user, colon, _password = userinfo.partition(":")
+    hidden = f"{user}:***" if colon else "***"
+    start = url.find(userinfo)
+    if start < 0:
+        return "'***'"
+    return repr(url[:start] + hidden + url[start + len(userinfo):])
 
 
 @attrs.frozen
@@ -75,25 +138,37 @@ class ConnectionOptions:
       (default 16). The pool grows to the most threads that share the Client
       at once, so no connection is opened and then discarded.
     - ``proxy``: an ``http://`` or ``https://`` proxy URL for all requests; when
-      None, ``HTTPS_PROXY`` / ``NO_PROXY`` from the environment apply.
+      None, ``HTTPS_PROXY`` / ``NO_PROXY`` from the environment apply. Its
+      password (``http://user:password@host:port``) is shown as ``***`` in the
+      repr and scrubbed from error messages and log records like an API key.
     - ``headers``: extra headers sent with every request. Values are never logged.
-    - ``verify``: TLS verification: True, False, or a CA bundle path.
+    - ``verify``: TLS verification. ``True`` (default): verify, against the CA
+      bundle that ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` names when either
+      is set (as requests and curl do), else certifi's. A CA bundle path (a
+      file, or a directory of hashed certificates; it must exist), or ``False``
+      (no verification, and urllib3 warns), is an explicit choice and always
+      wins over those variables.
     - ``max_response_bytes``: the largest non-streamed body, or single stream
-      event, accepted (default 32 MiB); larger raises ResponseTooLargeError.
+      event, accepted, in bytes (default 32 MiB, at least 1); larger raises
+      ResponseTooLargeError.
     - ``follow_redirects``: off by default; when on, credentials are dropped on
       a redirect to another host.
     - ``max_in_flight``: the most requests this Client has open at once, across
       all threads, batches and streams (a stream counts until it ends); None: no limit.
     - ``requests_per_minute``: request starts per minute, paced evenly; None: no limit.
+
+    ``max_retries``, ``pool_size`` and ``max_response_bytes`` are whole numbers
+    (not None, not bools); a bad value of any field raises ConfigurationError
+    naming the field, the value and what is accepted.
     """
 
     timeout: Timeout = attrs.field(factory=Timeout, converter=_to_timeout)
-    max_retries: int = attrs.field(default=2, validator=_non_negative_int("max_retries"))
-    pool_size: int = attrs.field(default=16, validator=_non_negative_int("pool_size"))
-    proxy: Optional[str] = None
+    max_retries: int = attrs.field(default=2, validator=_whole(0, "retries after the first try"))
+    pool_size: int = attrs.field(default=16, validator=_whole(0, "connections"))
+    proxy: Optional[str] = attrs.field(default=None, converter=_proxy, repr=hide_userinfo)
     headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers, repr=False)
-    verify: Union[bool, str] = True
-    max_response_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_non_negative_int("max_response_bytes"))
+    verify: Union[bool, str] = attrs.field(default=True, converter=_verify)
+    max_response_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_whole(1, "bytes"))
     follow_redirects: bool = False
     max_in_flight: Optional[int] = attrs.field(default=None, validator=_seconds("max_in_flight", "requests"))
     requests_per_minute: Optional[float] = attrs.field(default=None, validator=_seconds("requests_per_minute", "requests"))
