@@ -10,14 +10,23 @@ the caller's cancel ends a stream quietly, an expired deadline raises
 
 The watchdog thread runs only while some deadline is pending, and exits when
 none is left, so an idle process holds no llmlib thread.
+
+Fork: a child forked while deadlines were pending inherits them but not the
+watchdog thread. The child gets a watchdog of its own (a thread again if any
+deadline is pending), so a call the forking thread continues in the child, and
+every call the child makes, still ends on time. A deadline inherited from the
+parent forgets the cancel callbacks registered before the fork: they shut down
+sockets the parent shares and may by then use for another request, and a
+cancel in one process must never reach the other's requests.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Optional, Set
+from typing import Callable, Optional, Sequence, Set
 
+from llmlib import forksafe
 from llmlib.cancel import CancelToken, attach
 
 __all__ = ["Deadline", "start"]
@@ -54,6 +63,17 @@ class Deadline(CancelToken):
         _watchdog.discard(self)
         self._unlink()
 
+    def _after_fork_in_child(self) -> None:
+        # The watchdog calls this for each inherited deadline, in a forked child.
+        # A lock or event some parent thread held at fork time is never released
+        # here: replace them. The callbacks registered before the fork shut down
+        # sockets shared with the parent: drop them (see the module docstring).
+        self._lock = threading.Lock()
+        self._callbacks = {}
+        self._event = threading.Event()
+        if self._cancelled:
+            self._event.set()
+
     def __repr__(self) -> str:
         return f"Deadline(seconds={self.seconds}, expired={self.expired}, cancelled={self.cancelled})"
 
@@ -86,15 +106,39 @@ class _Watchdog:
         self._cond = threading.Condition()
         self._pending: Set[Deadline] = set()
         self._running = False
+        self._firing: Sequence[Deadline] = ()  # taken out of _pending, being expired right now
+        forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Inherited: a Condition another parent thread may hold, and _running=True
+        # for a thread the child does not have (so add() would never start one).
+        self._cond = threading.Condition()
+        self._running = False
+        # A parent watchdog forked between taking deadlines out and expiring them:
+        # expire them here (again, if they were; that is harmless).
+        self._pending.update(self._firing)
+        self._firing = ()
+        for deadline in list(self._pending):
+            deadline._after_fork_in_child()
+        if self._pending:  # calls in flight at fork time: their deadlines still fire
+            self._start()
 
     def add(self, deadline: Deadline) -> None:
         with self._cond:
             self._pending.add(deadline)
             if not self._running:
-                self._running = True
-                threading.Thread(target=self._run, name="llmlib-deadlines", daemon=True).start()
+                self._start()
             else:
                 self._cond.notify()
+
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._run, name="llmlib-deadlines", daemon=True)
+        self._running = True
+        try:
+            thread.start()
+        except BaseException:  # no thread after all (say, "can't start new thread")
+            self._running = False
+            raise
 
     def discard(self, deadline: Deadline) -> None:
         with self._cond:
@@ -115,8 +159,10 @@ class _Watchdog:
                     self._cond.wait(min(d.at for d in self._pending) - now)
                     continue
                 self._pending.difference_update(due)
+                self._firing = due
             for deadline in due:  # outside the lock: expiring shuts sockets down
                 deadline.expire()
+            self._firing = ()
 
 
 _watchdog = _Watchdog()
