@@ -16,13 +16,13 @@ of times, even for one 10 MiB event arriving in 512-byte reads.
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 import sseclient
 
 from llmlib.errors import ResponseTooLargeError
 
-__all__ = ["SSEFramer", "EventParser", "first_bytes"]
+__all__ = ["SSEFramer", "EventParser", "NDJSONFramer", "Line", "frames", "FRAMINGS", "first_bytes"]
 
 # Two line terminators in a row end an event. Atomic groups stop "\r\n" from being
 # read as "\r" then "\n" (one terminator, not two), wherever a read splits them.
@@ -88,7 +88,7 @@ class SSEFramer:
             if start:
                 del buf[:start]
                 base += start
-            if len(buf) > limit and buf.strip(_BLANK):
+            if len(buf) > limit:  # every byte counts, blank ones too
                 raise ResponseTooLargeError(
                     f"a stream event exceeded max_response_bytes={limit} bytes before it ended; "
                     "raise ConnectionOptions.max_response_bytes if such events are expected"
@@ -115,15 +115,103 @@ class EventParser(sseclient.SSEClient):
         yield from blocks
 
 
+class Line:
+    """One NDJSON line as an event: ``event`` is ``"message"``, ``data`` the line's
+    text, ``id`` None (the same fields a stream decoder reads from an SSE event)."""
+
+    __slots__ = ("data",)
+    event = "message"
+    id = None
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+
+class NDJSONFramer:
+    """Cuts a byte stream of newline-delimited JSON (https://github.com/ndjson/ndjson-spec)
+    into :class:`Line` events as soon as each line ends. ``\r\n`` endings and
+    blank lines are accepted; a last line without a newline is yielded at the end
+    of the body (with ``final`` set, so a decoder error there reads as a cut
+    stream). ``max_event_bytes`` bounds one line, every byte counted. The same
+    ``bytes_read``, ``block_offset`` and ``leftover`` attributes as
+    :class:`SSEFramer`. Linear in the size of the stream."""
+
+    __slots__ = ("_source", "max_event_bytes", "leftover", "block_offset", "bytes_read", "final")
+
+    def __init__(self, source: Iterable[bytes], max_event_bytes: int = 32 * 1024 * 1024) -> None:
+        self._source = source
+        self.max_event_bytes = max_event_bytes
+        self.leftover = b""
+        self.block_offset = 0
+        self.bytes_read = 0
+        self.final = False
+
+    def __iter__(self) -> Iterator[Line]:
+        buf = bytearray()
+        base = 0
+        limit = self.max_event_bytes
+        for piece in self._source:
+            if not piece:
+                continue
+            scan = len(buf)
+            buf += piece
+            self.bytes_read += len(piece)
+            start = 0
+            end = buf.find(b"\n", scan)
+            while end >= 0:
+                line = bytes(buf[start:end]).strip()
+                if line:
+                    self.block_offset = base + start
+                    yield Line(line.decode("utf-8"))
+                start = end + 1
+                end = buf.find(b"\n", start)
+            if start:
+                del buf[:start]
+                base += start
+            if len(buf) > limit:
+                raise ResponseTooLargeError(
+                    f"a stream line exceeded max_response_bytes={limit} bytes before it ended; "
+                    "raise ConnectionOptions.max_response_bytes if such lines are expected"
+                )
+        line = bytes(buf).strip()
+        if line:
+            self.block_offset = base
+            self.final = True
+            yield Line(line.decode("utf-8"))
+
+
+def _sse_events(framer: SSEFramer) -> Iterator[Any]:
+    return EventParser(framer).events()
+
+
+#: Each framing's name -> (framer class, events of a framer, the content types a stream of it may have).
+FRAMINGS = {
+    "sse": (SSEFramer, _sse_events, ("text/event-stream",)),
+    "ndjson": (NDJSONFramer, iter, ("application/x-ndjson", "application/jsonl", "application/json")),
+}
+
+
+def frames(framing: str, source: Iterable[bytes], max_event_bytes: int) -> Tuple[Any, Iterator[Any]]:
+    """``(framer, events)`` for a body in ``framing`` (a key of :data:`FRAMINGS`).
+
+    ``events`` yields objects with ``event``, ``data`` and ``id``; ``framer``
+    reports ``bytes_read``, ``block_offset`` and ``leftover`` for error messages.
+    Raises ResponseTooLargeError (from ``events``) for an event over
+    ``max_event_bytes``, UnicodeDecodeError for invalid UTF-8.
+    """
+    framer_class, events_of, _ = FRAMINGS[framing]
+    framer = framer_class(source, max_event_bytes)
+    return framer, events_of(framer)
+
+
 def first_bytes(data: Optional[bytes], n: int = 200, scrub: Optional[Callable[[str], str]] = None) -> str:
     """A short printable snippet of a body (``n`` characters), for error messages.
 
-    ``scrub`` (a Client's secret scrubber) runs before the cut, so that a
-    secret straddling the cut cannot leave its first characters behind.
+    ``scrub`` (a Client's secret scrubber) runs before the cut, over enough of
+    the body that no secret can straddle it, and a trailing piece of a secret
+    (a body that ended mid-secret) is replaced too: see
+    :func:`llmlib.redaction.first_chars`.
     """
-    if not data:
-        return ""
-    text = data[:n + 512].decode("utf-8", "replace")
-    if scrub is not None:
-        text = scrub(text)
-    return text[:n] + ("..." if len(data) > n else "")
+    from llmlib.redaction import first_chars
+
+    return first_chars(data, n, scrub) if data else ""

@@ -230,7 +230,10 @@ class Message:
     of parts is converted) or None; ``tool_calls`` the calls an assistant made;
     ``tool_call_id`` the call a ``tool`` message answers; ``reasoning_content`` the
     model's visible reasoning, when the provider returns it; ``refusal`` OpenAI's
-    refusal text.
+    refusal text; ``provider_fields`` what a provider returned that must go back
+    to it verbatim in the next turn (Anthropic thinking blocks with their
+    signatures, Gemini parts with thought signatures), keyed by provider; other
+    providers ignore it.
     """
 
     role: Role = attrs.field(converter=_to_role)
@@ -240,6 +243,7 @@ class Message:
     reasoning_content: Optional[str] = None
     name: Optional[str] = None
     refusal: Optional[str] = None
+    provider_fields: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False)
 
     @classmethod
     def system(cls, content: Any) -> "Message":

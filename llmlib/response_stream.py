@@ -1,22 +1,28 @@
-"""One HTTP response body as a plain generator of chunks.
+"""A streamed HTTP response as a stream of chunks.
 
-The bytes flow ``Transport.iter_body`` -> :class:`~llmlib.framing.SSEFramer` ->
-sseclient-py (fields) -> the protocol's stream decoder -> the caller's for-loop.
-This module owns the life of the connection:
+The bytes flow ``Transport.iter_body`` -> the protocol's framing
+(:func:`llmlib.framing.frames`: SSE events or NDJSON lines) -> the protocol's
+stream decoder -> the caller's for-loop. This module owns the life of the
+connection, the same way for every protocol and framing:
 
 - it ends quietly when the :class:`~llmlib.CancelToken` is cancelled, waking a read
   blocked on a silent socket by shutting that socket down;
 - it raises a :class:`~llmlib.StreamError` (or the mid-stream error) with
-  ``.partial`` holding what arrived, never a silently short answer;
-- it closes the response when the loop is left early, the generator is closed, or
-  the generator is dropped, even one that was never started; after the provider's
-  end marker it reads the body to its end so the connection goes back to the pool.
+  ``.partial`` holding what arrived, never a silently short answer; what arrived
+  is kept folded in an :class:`~llmlib.streaming.Accumulator`, not as chunks, so
+  memory does not grow with the number of chunks;
+- it closes the response when the loop is left early, the stream is closed (or
+  its ``with`` block exits), or it is dropped, even one that was never started;
+- after the provider's end marker it never waits: it takes the rest of the body
+  (normally the chunked terminator) only if it has already arrived, so the
+  connection can go back to the pool, and otherwise closes the connection.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import weakref
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, Optional
 
 import requests
 from urllib3.exceptions import HTTPError, ReadTimeoutError
@@ -24,33 +30,78 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError
 from llmlib import deadline
 from llmlib.cancel import CancelToken, attach
 from llmlib.errors import APITimeoutError, DecodeError, IncompleteStreamError, LLMError
-from llmlib.framing import EventParser, SSEFramer, first_bytes
-from llmlib.streaming import collect
-from llmlib.transport import SocketInterrupter, Transport
+from llmlib.framing import first_bytes, frames
+from llmlib.redaction import cut
+from llmlib.streaming import Accumulator
+from llmlib.transport import SocketInterrupter, Transport, settle_after_end
 from llmlib.types import ChatCompletionChunk
 
-__all__ = ["open_stream", "SocketInterrupter"]
-
-_DRAIN_LIMIT = 64 * 1024  # bytes read after the end marker before giving the connection up
+__all__ = ["open_stream", "ChunkStream"]
 
 
-def open_stream(transport: Transport, response: requests.Response, decoder: Any,
-                token: Optional[CancelToken] = None) -> Iterator[ChatCompletionChunk]:
-    """The chunks of a streamed ``response``, as a generator that owns it.
+class ChunkStream(collections.abc.Generator):
+    """The chunks of one streamed answer: a generator, and a context manager.
 
-    ``decoder`` is the protocol's stream decoder: ``decode(event)`` returns a chunk
-    or None; ``ended`` says the end marker arrived; ``complete`` that the answer is
-    whole. ``token`` may be a :class:`~llmlib.deadline.Deadline` (the ``total``
-    timeout), which the generator finishes when it ends. Raises from the
-    for-loop: IncompleteStreamError, DecodeError, ResponseTooLargeError,
-    APITimeoutError (read or total timeout), or the provider's mid-stream
-    error; each with ``.partial``.
+    Iterate it (``for chunk in stream``); ``close()`` it, or use
+    ``with client.chat_completion_stream(...) as stream:``, to close the
+    connection at once even while ``stream`` is still referenced (``break`` alone
+    leaves a named generator open until it is garbage-collected, as for any
+    Python generator). Dropping it closes the connection too. Raises from the
+    for-loop what :func:`open_stream` documents.
+    """
+
+    __slots__ = ("_gen", "_release", "__weakref__")
+
+    def __init__(self, gen: Iterator[ChatCompletionChunk], release: "_Release") -> None:
+        self._gen = gen
+        self._release = release
+
+    def __iter__(self) -> "ChunkStream":
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        return self._gen.__next__()
+
+    def send(self, value: Any) -> ChatCompletionChunk:
+        return self._gen.send(value)
+
+    def throw(self, *args: Any) -> ChatCompletionChunk:  # type: ignore[override]
+        return self._gen.throw(*args)
+
+    def close(self) -> None:
+        """Stop the stream and close its connection (idempotent)."""
+        try:
+            self._gen.close()
+        finally:
+            self._release()
+
+    def __enter__(self) -> "ChunkStream":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ChunkStream {'closed' if self._release.done else 'open'}>"
+
+
+def open_stream(transport: Transport, response: requests.Response, decoder: Any, framing: str = "sse",
+                token: Optional[CancelToken] = None) -> ChunkStream:
+    """The chunks of a streamed ``response``, as a :class:`ChunkStream` that owns it.
+
+    ``decoder`` is the protocol's :class:`~llmlib.providers.base.StreamDecoder`;
+    ``framing`` names how the body is cut into events (``"sse"`` or ``"ndjson"``).
+    ``token`` may be a :class:`~llmlib.deadline.Deadline` (the ``total``
+    timeout), which the stream finishes when it ends. Raises from the for-loop:
+    IncompleteStreamError, DecodeError (invalid UTF-8 or JSON, or a payload of a
+    shape the decoder cannot read), ResponseTooLargeError, APITimeoutError (read
+    or total timeout), or the provider's mid-stream error; each with ``.partial``.
     """
     release = _Release(transport, response, token)
-    gen = _chunks(transport, response, decoder, token, release)
-    # Dropping a generator that never started runs no finally block: release here.
-    weakref.finalize(gen, release)
-    return gen
+    stream = ChunkStream(_chunks(transport, response, decoder, framing, token, release), release)
+    # Dropping a stream (even one never started) releases its connection.
+    weakref.finalize(stream, release)
+    return stream
 
 
 class _Release:
@@ -70,22 +121,37 @@ class _Release:
         deadline.finish(self.token)
 
 
-def _chunks(transport: Transport, response: requests.Response, decoder: Any,
+def _chunks(transport: Transport, response: requests.Response, decoder: Any, framing: str,
             token: Optional[CancelToken], release: _Release) -> Iterator[ChatCompletionChunk]:
     body = transport.iter_body(response)
-    framer = SSEFramer(body, transport.options.max_response_bytes)
-    received: List[ChatCompletionChunk] = []
+    framer, events = frames(framing, body, transport.options.max_response_bytes)
+    received = Accumulator()
+    add = received.add
+    decode = decoder.decode
     interrupter = SocketInterrupter(response)
     detach = attach(token, interrupter.interrupt)
+    provider, status = transport.provider, response.status_code
     try:
         try:
-            for event in EventParser(framer).events():
-                chunk = decoder.decode(event)
+            for event in events:
+                try:
+                    chunk = decode(event)
+                except LLMError as exc:  # an error event from the provider
+                    raise _with_partial(exc, received) from None
+                except Exception as exc:  # invalid JSON, or valid JSON of a shape the decoder cannot read
+                    if getattr(framer, "final", False):  # an NDJSON body cut inside its last line
+                        raise _with_partial(IncompleteStreamError(
+                            f"the stream ended inside a line ({first_bytes(event.data.encode(), 80, transport.scrub)!r}); "
+                            "the answer is incomplete", provider=provider, status_code=status), received) from None
+                    raise _with_partial(DecodeError(
+                        f"cannot decode the stream event at byte offset {framer.block_offset} "
+                        f"({type(exc).__name__}: {cut(str(exc), 200, transport.scrub)})",
+                        offset=framer.block_offset, provider=provider, status_code=status), received) from None
                 if chunk is not None:
                     if token is not None and token.cancelled:
                         _stop(transport, token, response, received)
                         return
-                    received.append(chunk)
+                    add(chunk)
                     yield chunk
                 if decoder.ended:
                     break
@@ -97,67 +163,48 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any,
                 _stop(transport, token, response, received)  # a socket timeout cut to the deadline
                 raise _with_partial(APITimeoutError(
                     f"read timeout: the server sent nothing for {transport.options.timeout.read} s mid-stream",
-                    provider=transport.provider, status_code=response.status_code), received) from None
+                    provider=provider, status_code=status), received) from None
             raise _with_partial(IncompleteStreamError(
                 f"the connection broke mid-stream after {framer.bytes_read} bytes "
                 f"({type(exc).__name__}); the answer is incomplete",
-                provider=transport.provider, status_code=response.status_code), received) from None
+                provider=provider, status_code=status), received) from None
         except UnicodeDecodeError:
             raise _with_partial(DecodeError(
                 f"invalid UTF-8 in the stream event at byte offset {framer.block_offset}",
-                offset=framer.block_offset, provider=transport.provider,
-                status_code=response.status_code), received) from None
-        except ValueError as exc:  # json.JSONDecodeError, or a non-object payload
-            if isinstance(exc, LLMError):
-                raise _with_partial(exc, received)
-            raise _with_partial(DecodeError(
-                f"invalid JSON in the stream event at byte offset {framer.block_offset}: {exc}",
-                offset=framer.block_offset, provider=transport.provider,
-                status_code=response.status_code), received) from None
-        except LLMError as exc:  # a mid-stream error event, or an event over the size limit
-            raise _with_partial(exc, received)
+                offset=framer.block_offset, provider=provider, status_code=status), received) from None
+        except LLMError as exc:  # an event over the size limit
+            if exc.partial is None:
+                _with_partial(exc, received)
+            raise
 
         if token is not None and token.cancelled:
             _stop(transport, token, response, received)
             return
         if decoder.ended:
-            # Read the rest (normally just the chunked terminator) so urllib3 puts the
-            # connection back in the pool; first make sure no cancel can touch it.
+            # No cancel may reach the connection from here: it may go back to the pool.
             detach()
             interrupter.disarm()
-            _drain(body)
+            settle_after_end(response, body)
             return
         if not decoder.complete:
             tail = framer.leftover
             raise _with_partial(IncompleteStreamError(
                 "the stream ended before the provider's end marker; the answer is incomplete"
                 + (f" (an unterminated event was dropped: {first_bytes(tail, 80, transport.scrub)!r})" if tail else ""),
-                provider=transport.provider, status_code=response.status_code), received)
+                provider=provider, status_code=status), received)
     finally:
         detach()
         release()
 
 
 def _stop(transport: Transport, token: Optional[CancelToken], response: requests.Response,
-          received: List[ChatCompletionChunk]) -> None:
+          received: Accumulator) -> None:
     """The stream was stopped by ``token``: a user's cancel ends it quietly (return),
     an expired total deadline raises APITimeoutError with ``.partial``."""
     if deadline.expired(token):
         raise _with_partial(transport.stopped(token, "mid-stream", response.status_code), received) from None
 
 
-def _drain(body: Iterator[bytes]) -> None:
-    drained = 0
-    try:
-        for piece in body:
-            drained += len(piece)
-            if drained > _DRAIN_LIMIT:
-                return
-    except (HTTPError, OSError):
-        pass
-
-
-def _with_partial(exc: LLMError, received: List[ChatCompletionChunk]) -> LLMError:
-    exc.partial = collect(received) if received else None
+def _with_partial(exc: LLMError, received: Accumulator) -> LLMError:
+    exc.partial = received.response() if received.count else None
     return exc
-

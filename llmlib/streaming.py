@@ -13,7 +13,7 @@ a chunk: import the events from ``llmlib.streaming``).
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 import attrs
 
@@ -24,10 +24,22 @@ __all__ = ["collect", "events", "ContentDelta", "ReasoningDelta", "ToolCallStart
            "UsageReport", "Done", "StreamEvent", "Accumulator"]
 
 
+_COMPACT = 256  # text pieces kept before they are joined into one string
+
+
+def _append(pieces: List[str], text: str) -> None:
+    # Join every _COMPACT pieces into one string: a long answer then costs about
+    # a byte per character, not a str object (~50 bytes) per streamed token.
+    pieces.append(text)
+    if len(pieces) >= _COMPACT:
+        pieces[:] = ["".join(pieces)]
+
+
 class _ChoiceState:
-    __slots__ = ("role", "content", "reasoning", "refusal", "calls", "finish_reason")
+    __slots__ = ("role", "content", "reasoning", "refusal", "calls", "finish_reason", "fields")
 
     def __init__(self) -> None:
+        self.fields: Optional[Dict[str, Any]] = None
         self.role: Optional[str] = None
         self.content: List[str] = []
         self.reasoning: List[str] = []
@@ -40,10 +52,12 @@ class Accumulator:
     """Builds a response from chunks one at a time (what :func:`collect` uses).
 
     ``add(chunk)`` folds a chunk in; ``response()`` gives the response so far, at
-    any moment (the stream layer uses it for the ``.partial`` of a broken stream).
+    any moment (the stream layer uses it for the ``.partial`` of a broken stream);
+    ``count`` is the number of chunks added. Memory grows with the text received,
+    about a byte per character, not with the number of chunks.
     """
 
-    __slots__ = ("id", "model", "created", "system_fingerprint", "usage", "_choices")
+    __slots__ = ("id", "model", "created", "system_fingerprint", "usage", "count", "_choices")
 
     def __init__(self) -> None:
         self.id: Optional[str] = None
@@ -51,9 +65,11 @@ class Accumulator:
         self.created: Optional[int] = None
         self.system_fingerprint: Optional[str] = None
         self.usage: Optional[Usage] = None
+        self.count = 0
         self._choices: Dict[int, _ChoiceState] = {}
 
     def add(self, chunk: ChatCompletionChunk) -> None:
+        self.count += 1
         if self.id is None and chunk.id:
             self.id = chunk.id
         if self.model is None and chunk.model:
@@ -72,11 +88,15 @@ class Accumulator:
             if delta.role:
                 state.role = delta.role
             if delta.content:
-                state.content.append(delta.content)
+                _append(state.content, delta.content)
             if delta.reasoning_content:
-                state.reasoning.append(delta.reasoning_content)
+                _append(state.reasoning, delta.reasoning_content)
             if delta.refusal:
-                state.refusal.append(delta.refusal)
+                _append(state.refusal, delta.refusal)
+            if delta.provider_fields:
+                if state.fields is None:
+                    state.fields = {}
+                state.fields.update(delta.provider_fields)
             for call in delta.tool_calls or ():
                 entry = state.calls.get(call.index)
                 if entry is None:
@@ -90,7 +110,7 @@ class Accumulator:
                     # Sent once by most providers, repeated by some, in pieces by a few.
                     entry[2] = name if entry[2] is None else entry[2] + name
                 if call.function.arguments:
-                    entry[3].append(call.function.arguments)
+                    _append(entry[3], call.function.arguments)
             if choice.finish_reason is not None:
                 state.finish_reason = choice.finish_reason
 
@@ -108,6 +128,7 @@ class Accumulator:
                 calls or None,
                 reasoning_content="".join(s.reasoning) if s.reasoning else None,
                 refusal="".join(s.refusal) if s.refusal else None,
+                provider_fields=s.fields,
             )
             choices.append(Choice(index, message, s.finish_reason))
         return ChatCompletionResponse(self.id, self.model, choices, self.usage, self.created,

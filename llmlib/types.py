@@ -181,13 +181,16 @@ class ToolCallDelta:
 class Delta:
     """What one chunk adds to a choice: ``role`` (first chunk), ``content`` (text),
     ``reasoning_content`` (visible reasoning), ``tool_calls`` (pieces of calls),
-    ``refusal`` (OpenAI refusal text)."""
+    ``refusal`` (OpenAI refusal text), ``provider_fields`` (what a provider needs
+    kept verbatim for the next turn, e.g. Anthropic thinking signatures or Gemini
+    thought signatures; merged into ``Message.provider_fields`` by ``collect``)."""
 
     role: Optional[str] = None
     content: Optional[str] = None
     reasoning_content: Optional[str] = None
     tool_calls: Optional[Sequence[ToolCallDelta]] = None
     refusal: Optional[str] = None
+    provider_fields: Optional[Dict[str, Any]] = None
 
 
 @attrs.define

@@ -9,13 +9,18 @@ OpenAI protocol is one row here.
 from __future__ import annotations
 
 import enum
-from typing import Dict, Optional, Tuple, Union
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Dict, Optional, Tuple, Union
 
 import attrs
 
 from llmlib.errors import ConfigurationError
 
-__all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for", "endpoint"]
+if TYPE_CHECKING:  # pragma: no cover
+    from llmlib.providers.base import Protocol
+
+__all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for", "protocol_for", "endpoint"]
 
 
 class Provider(str, enum.Enum):
@@ -129,8 +134,9 @@ SPECS: Dict[str, ProviderSpec] = {
     ]
 }
 
-#: Protocols this version of llmlib implements.
-IMPLEMENTED_PROTOCOLS = frozenset(["openai"])
+def _implemented(protocol: str) -> bool:
+    """Whether this version of llmlib has the wire-format module ``protocol``."""
+    return importlib.util.find_spec(f"{__name__}.{protocol}") is not None
 
 
 def spec_for(provider: Union[str, Provider]) -> ProviderSpec:
@@ -143,13 +149,21 @@ def spec_for(provider: Union[str, Provider]) -> ProviderSpec:
     spec = SPECS.get(name)
     if spec is None:
         raise ConfigurationError(f"unknown provider {provider!r}; use one of: {', '.join(SPECS)}")
-    if spec.protocol not in IMPLEMENTED_PROTOCOLS:
-        usable = ", ".join(n for n, s in SPECS.items() if s.protocol in IMPLEMENTED_PROTOCOLS)
+    if not _implemented(spec.protocol):
+        usable = ", ".join(n for n, s in SPECS.items() if _implemented(s.protocol))
         raise ConfigurationError(
             f"provider {name!r} ({spec.protocol} protocol) is not implemented in this version of llmlib; "
             f"usable now: {usable}"
         )
     return spec
+
+
+def protocol_for(spec: ProviderSpec) -> "Protocol":
+    """The wire format of ``spec``: imports ``llmlib.providers.<spec.protocol>`` (only
+    now, so ``import llmlib`` stays light) and instantiates its ``PROTOCOL`` class,
+    a :class:`llmlib.providers.base.Protocol`."""
+    module = importlib.import_module(f"{__name__}.{spec.protocol}")
+    return module.PROTOCOL(spec)
 
 
 def endpoint(base_url: str, path: str) -> str:

@@ -17,9 +17,11 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 
 from llmlib.errors import ConfigurationError
-from llmlib.error_mapping import error_from_payload
+from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.types import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -242,7 +244,7 @@ def decode_chunk(obj: Dict[str, Any]) -> ChatCompletionChunk:
     )
 
 
-class StreamDecoder:
+class StreamDecoder(BaseStreamDecoder):
     """Turns the SSE events of one stream into chunks.
 
     ``decode(event)`` returns a chunk, or None for events that carry none
@@ -273,7 +275,7 @@ class StreamDecoder:
         obj = json.loads(data)
         if not isinstance(obj, dict):
             raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-        if "error" in obj or event.event == "error":
+        if is_error_payload(obj) or event.event == "error":
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
         chunk = decode_chunk(obj)
         for c in chunk.choices:
@@ -297,28 +299,30 @@ def decode_model(obj: Dict[str, Any], provider: str) -> ModelInfo:
                      context if isinstance(context, int) else None, raw=obj)
 
 
-class OpenAIProtocol:
-    """The request/response shapes of an OpenAI-compatible provider at ``base_url``."""
+class OpenAIProtocol(Protocol):
+    """The OpenAI chat-completions protocol, for OpenAI and every compatible
+    provider (its ``spec`` row gives the base URL and the ``max_tokens`` field)."""
 
-    def __init__(self, spec: ProviderSpec) -> None:
-        self.spec = spec
+    framing = "sse"
 
-    @staticmethod
-    def auth(api_key: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
-        """The (header, value) that carries the key."""
-        return ("Authorization", f"Bearer {api_key}") if api_key else (None, None)
+    def chat_request(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> HTTPRequest:
+        """``POST {base_url}/chat/completions`` with the encoded request."""
+        return HTTPRequest("POST", endpoint(base_url, "/chat/completions"),
+                           encode_request(request, self.spec, stream=stream),
+                           {"Accept": "text/event-stream"} if stream else {})
 
-    def chat(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> Tuple[str, Dict[str, Any]]:
-        """(url, json body) of a chat completion."""
-        return endpoint(base_url, "/chat/completions"), encode_request(request, self.spec, stream=stream)
-
-    def stream_decoder(self, request: ChatCompletionRequest, scrub) -> StreamDecoder:
+    def stream_decoder(self, request: ChatCompletionRequest, scrub: Scrub) -> StreamDecoder:
         return StreamDecoder(self.spec.name, request.n or 1, scrub)
 
-    decode_response = staticmethod(decode_response)
+    def decode_response(self, obj: Any) -> ChatCompletionResponse:
+        return decode_response(obj)
 
-    def models_url(self, base_url: str) -> str:
-        return endpoint(base_url, "/models")
+    def models_request(self, base_url: str, page_token: Optional[str] = None) -> HTTPRequest:
+        """``GET {base_url}/models`` (one page: OpenAI does not paginate it)."""
+        return HTTPRequest("GET", endpoint(base_url, "/models"))
 
-    def decode_models(self, obj: Any) -> List[ModelInfo]:
-        return decode_models(obj, self.spec.name)
+    def decode_models(self, obj: Any) -> Tuple[List[ModelInfo], Optional[str]]:
+        return decode_models(obj, self.spec.name), None
+
+
+PROTOCOL = OpenAIProtocol

@@ -1,0 +1,135 @@
+"""The seam between llmlib's HTTP machinery and a provider's wire format.
+
+A protocol module (``llmlib.providers.openai``, ``.anthropic``, ``.gemini``...)
+defines one subclass of :class:`Protocol`. It knows its provider's JSON shapes
+and nothing about HTTP, threads, retries, cancellation or timeouts; the
+:class:`~llmlib.Client` owns those. In the style of requests' ``BaseAdapter``,
+the contract is small:
+
+==========================  ==================================================
+``framing``                 ``"sse"`` or ``"ndjson"``: how the stream body is cut
+                            into events (:mod:`llmlib.framing`)
+``auth(api_key)``           the ``(header, value)`` that carries the key
+``default_headers()``       headers sent with every request (``anthropic-version``)
+``chat_request(...)``       a chat call as an :class:`HTTPRequest`
+``stream_decoder(...)``     a :class:`StreamDecoder`: events in, chunks out, with
+                            the protocol's end-of-stream rule
+``decode_response(obj)``    a whole (non-streamed) answer
+``models_request(...)``     the model listing, page by page
+``decode_models(obj)``      one page of the listing, and the next page's token
+==========================  ==================================================
+
+Decoders may assume well-formed payloads: whatever a decoder raises on a payload
+of an unexpected shape (``KeyError``, ``TypeError``, ``AttributeError``,
+``RecursionError``...) is turned by the caller into
+:class:`~llmlib.DecodeError` with ``.partial``, in one place
+(:mod:`llmlib.response_stream` and ``Client``). A decoder raises an
+:class:`~llmlib.LLMError` for an error the provider reports in band.
+
+Adding a provider that speaks an existing protocol is one row in
+:data:`llmlib.providers.SPECS`; a new protocol is one module here plus rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import attrs
+
+from llmlib.providers import ProviderSpec
+from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
+
+__all__ = ["HTTPRequest", "StreamDecoder", "Protocol", "Scrub"]
+
+#: A Client's secret scrubber: text in, text with every credential replaced by ``***``.
+Scrub = Callable[[str], str]
+
+
+@attrs.frozen
+class HTTPRequest:
+    """One HTTP request a protocol wants sent: ``method`` (``"POST"``...), absolute
+    ``url``, extra ``headers`` for this request, and ``json`` (the body, encoded
+    as JSON by the transport; None for no body)."""
+
+    method: str
+    url: str
+    json: Any = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class StreamDecoder:
+    """Turns the events of one streamed answer into :class:`~llmlib.ChatCompletionChunk`.
+
+    ``decode(event)`` gets each event in order (an object with ``event``, ``data``
+    and ``id``: for SSE the fields of the event; for NDJSON ``event`` is
+    ``"message"`` and ``data`` one line) and returns a chunk, or None for an
+    event that carries nothing for the caller (pings, the end marker). It raises
+    the typed :class:`~llmlib.LLMError` of an error event.
+
+    ``ended`` becomes True at the protocol's end marker (``data: [DONE]``,
+    Anthropic ``message_stop``, Ollama ``"done": true``): nothing after it is
+    read. ``complete`` says the answer is whole even without the end marker
+    (OpenAI: every choice sent its ``finish_reason``); a body that ends while
+    ``complete`` is False raises :class:`~llmlib.IncompleteStreamError`.
+    """
+
+    ended: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.ended
+
+    def decode(self, event: Any) -> Optional[ChatCompletionChunk]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Protocol:
+    """One provider wire format (see the module docstring for the contract).
+
+    Constructed once per Client with the provider's table row (``spec``: name,
+    default base URL, key variables, per-provider quirks).
+    """
+
+    #: How a streamed body is framed: ``"sse"`` (Server-Sent Events) or ``"ndjson"``.
+    framing: str = "sse"
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+
+    @property
+    def provider(self) -> str:
+        """The provider's name (``"openai"``, ``"anthropic"``...)."""
+        return self.spec.name
+
+    def auth(self, api_key: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+        """The ``(header, value)`` that carries ``api_key``; ``(None, None)`` for no key.
+        Default: ``Authorization: Bearer <key>``."""
+        return ("Authorization", f"Bearer {api_key}") if api_key else (None, None)
+
+    def default_headers(self) -> Dict[str, str]:
+        """Headers sent with every request of this protocol (none by default)."""
+        return {}
+
+    def chat_request(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> HTTPRequest:
+        """The HTTP request of a chat call. Raises ConfigurationError, naming the
+        provider and the field, for input this provider cannot take, before
+        anything is sent."""
+        raise NotImplementedError
+
+    def stream_decoder(self, request: ChatCompletionRequest, scrub: Scrub) -> StreamDecoder:
+        """A fresh decoder for one streamed answer to ``request``; ``scrub`` must be
+        applied to any provider text put into an exception message."""
+        raise NotImplementedError
+
+    def decode_response(self, obj: Any) -> ChatCompletionResponse:
+        """A whole answer (the decoded JSON body of a non-streamed call)."""
+        raise NotImplementedError
+
+    def models_request(self, base_url: str, page_token: Optional[str] = None) -> HTTPRequest:
+        """The request for one page of the model listing (``page_token`` None: the first).
+        Raises ConfigurationError when the provider has no listing endpoint."""
+        raise NotImplementedError
+
+    def decode_models(self, obj: Any) -> Tuple[List[ModelInfo], Optional[str]]:
+        """One page of the listing: ``(models, next_page_token)``; the token is None on the last page."""
+        raise NotImplementedError
