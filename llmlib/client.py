@@ -10,21 +10,22 @@ import requests
 
 from llmlib import deadline, local
 from llmlib.cancel import CancelToken
-from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, NotFoundError
-from llmlib.error_mapping import error_from_payload, error_from_response
-from llmlib.framing import first_bytes
+from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, LLMError, NotFoundError
+from llmlib.error_mapping import error_from_payload, error_from_response, is_error_payload
+from llmlib.framing import FRAMINGS, first_bytes
 from llmlib.messages import Message
 from llmlib.options import ConnectionOptions
-from llmlib.providers import Provider, spec_for
-from llmlib.redaction import Secrets
-from llmlib.response_stream import open_stream
+from llmlib.providers import Provider, protocol_for, spec_for
+from llmlib.providers.base import HTTPRequest
+from llmlib.redaction import Secrets, check_api_key, cut
+from llmlib.response_stream import ChunkStream, open_stream
 from llmlib.transport import Transport
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
 
 __all__ = ["Client"]
 
 _ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body read for its message
-_STREAM_TYPES = ("text/event-stream",)
+_MAX_MODEL_PAGES = 100  # pages of a paginated model listing read at most
 
 
 class Client:
@@ -59,17 +60,18 @@ class Client:
                 f"no API key for {spec.name}: set {' or '.join(spec.key_env)} in the environment, "
                 f"or pass Client({spec.name!r}, api_key=...)"
             )
+        check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
         url = base_url or os.environ.get(spec.base_url_env) or spec.base_url
         if url is None and spec.name != "local":
             raise ConfigurationError(f"{spec.name} has no default base URL; pass base_url=...")
         self._base_url = url.rstrip("/") if url else None
 
-        from llmlib.providers.openai import OpenAIProtocol  # the only protocol so far
-
-        self._protocol = OpenAIProtocol(spec)
+        self._protocol = protocol_for(spec)  # imports the protocol's module now, not with llmlib
         header, value = self._protocol.auth(api_key)
         self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value,
-                                    secrets=Secrets(api_key, self.options.headers, url or ""))
+                                    secrets=Secrets(api_key, self.options.headers, url or "",
+                                                    proxy=self.options.proxy),
+                                    headers=self._protocol.default_headers())
 
     @classmethod
     def with_options(cls, provider: Union[str, Provider], options: ConnectionOptions, *,
@@ -134,8 +136,8 @@ class Client:
 
     def _chat(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
               retry: bool = True) -> ChatCompletionResponse:
-        url, body = self._protocol.chat(self.base_url, req, stream=False)
-        return self._protocol.decode_response(self._json("POST", url, body, cancel, retry))
+        http = self._protocol.chat_request(self.base_url, req, stream=False)
+        return self._decode(self._protocol.decode_response, self._json(http, cancel, retry))
 
     def chat_completion_stream(self, request: Optional[ChatCompletionRequest] = None, *,
                                cancel: Optional[CancelToken] = None,
@@ -152,23 +154,23 @@ class Client:
         arrives on the last chunk when the provider reports it.
         """
         req = self._build(request, kwargs)
-        url, body = self._protocol.chat(self.base_url, req, stream=True)
+        http = self._protocol.chat_request(self.base_url, req, stream=True)
         token = deadline.start(self.options.timeout.total, cancel)
         try:
-            response = self._transport.request("POST", url, json=body, stream=True, cancel=token,
-                                               headers={"Accept": "text/event-stream"})
+            response = self._transport.request(http.method, http.url, json=http.json, stream=True,
+                                               cancel=token, headers=http.headers)
         except BaseException:
             deadline.finish(token)
             raise
         try:
-            self._check_stream(response)
+            self._check_stream(response, token)
         except BaseException:
             response.close()
             self._transport.finished()
             deadline.finish(token)
             raise
         decoder = self._protocol.stream_decoder(req, self._transport.scrub)
-        return open_stream(self._transport, response, decoder, token)
+        return open_stream(self._transport, response, decoder, self._protocol.framing, token)
 
     def chat_completion_stream_with_cancel(self, request: Optional[ChatCompletionRequest] = None,
                                            **kwargs: Any) -> Tuple[Iterator[ChatCompletionChunk], CancelToken]:
@@ -217,13 +219,20 @@ class Client:
     # ------------------------------------------------------------ models
 
     def list_models(self) -> List[ModelInfo]:
-        """The models the provider offers (OpenAI protocol: ``GET /models``)."""
-        data = self._json("GET", self._protocol.models_url(self.base_url), None)
-        try:
-            models = self._protocol.decode_models(data)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DecodeError(f"unexpected models list from {self.provider}: {exc}",
-                              provider=self.provider) from None
+        """The models the provider offers, every page of its listing (OpenAI
+        protocol: ``GET /models``; see the provider's protocol module).
+
+        Raises like :meth:`chat_completion`; ConfigurationError for a provider
+        with no listing endpoint.
+        """
+        models: List[ModelInfo] = []
+        page: Optional[str] = None
+        for _ in range(_MAX_MODEL_PAGES):
+            data = self._json(self._protocol.models_request(self.base_url, page), None)
+            found, page = self._decode(self._protocol.decode_models, data)
+            models.extend(found)
+            if not page:
+                break
         if self.provider == "local":
             models = [local.describe(m) for m in models]
         return models
@@ -241,14 +250,26 @@ class Client:
 
     # ------------------------------------------------------------ plumbing
 
-    def _json(self, method: str, url: str, body: Any, cancel: Optional[CancelToken] = None,
-              retry: bool = True) -> Any:
+    def _decode(self, decode: Any, data: Any) -> Any:
+        """``decode(data)``, any failure on a body of an unexpected shape raised as DecodeError."""
+        try:
+            return decode(data)
+        except LLMError:
+            raise
+        except Exception as exc:  # KeyError, TypeError, AttributeError, RecursionError...
+            raise DecodeError(
+                f"{self.provider} sent a body of an unexpected shape ({type(exc).__name__}: "
+                f"{cut(str(exc), 200, self._transport.scrub)})", provider=self.provider,
+            ) from None
+
+    def _json(self, http: HTTPRequest, cancel: Optional[CancelToken] = None, retry: bool = True) -> Any:
         token = deadline.start(self.options.timeout.total, cancel)
         try:
-            response = self._transport.request(method, url, json=body, stream=True, cancel=token, retry=retry)
+            response = self._transport.request(http.method, http.url, json=http.json, headers=http.headers,
+                                               stream=True, cancel=token, retry=retry)
             try:
                 with response:
-                    self._check_status(response)
+                    self._check_status(response, token)
                     raw = self._transport.read_body(response, cancel=token)
             finally:
                 self._transport.finished()
@@ -256,27 +277,28 @@ class Client:
             deadline.finish(token)
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise DecodeError(
                 f"{self.provider} sent a body that is not JSON ({exc}): {first_bytes(raw, 200, self._transport.scrub)!r}",
                 provider=self.provider, status_code=response.status_code,
             ) from None
-        if isinstance(data, dict) and data.get("error"):
+        if is_error_payload(data):
             # An error object inside a 200 body.
             raise error_from_payload(data, provider=self.provider, headers=response.headers,
                                      scrub=self._transport.scrub)
         return data
 
-    def _status_error(self, response: requests.Response) -> APIStatusError:
-        body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True)
+    def _status_error(self, response: requests.Response, token: Optional[CancelToken]) -> APIStatusError:
+        body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True, cancel=token)
         return error_from_response(response.status_code, response.headers, body,
                                    provider=self.provider, scrub=self._transport.scrub)
 
-    def _check_status(self, response: requests.Response) -> None:
-        """Raise for an error status, or for a redirect that was not followed."""
+    def _check_status(self, response: requests.Response, token: Optional[CancelToken]) -> None:
+        """Raise for an error status, or for a redirect that was not followed. The
+        error body is read under the call's ``token`` (cancel and ``total``)."""
         status = response.status_code
         if status >= 400:
-            raise self._status_error(response)
+            raise self._status_error(response, token)
         if 300 <= status < 400:
             location = self._transport.scrub(response.headers.get("location", "?"))
             raise APIStatusError(
@@ -285,18 +307,18 @@ class Client:
                 provider=self.provider, status_code=status,
             )
 
-    def _check_stream(self, response: requests.Response) -> None:
-        self._check_status(response)
+    def _check_stream(self, response: requests.Response, token: Optional[CancelToken]) -> None:
+        self._check_status(response, token)
         kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if kind in _STREAM_TYPES or not kind:
+        if kind in FRAMINGS[self._protocol.framing][2] or not kind:
             return
-        body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True)
+        body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True, cancel=token)
         if kind.endswith("json"):
             try:
                 data = json.loads(body)
             except ValueError:
                 data = None
-            if isinstance(data, dict) and data.get("error"):
+            if is_error_payload(data):
                 raise error_from_payload(data, provider=self.provider, headers=response.headers,
                                          scrub=self._transport.scrub)
         raise APIStatusError(

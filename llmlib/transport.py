@@ -10,26 +10,33 @@ never retried after its first byte, let alone its first chunk.
 from __future__ import annotations
 
 import email.utils
+import errno
+import os
 import random
+import select
 import socket
+import sys
 import threading
 import time
 import weakref
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Tuple
 
 import requests
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError,
+                                ReadTimeoutError)
+from urllib3.util.connection import allowed_gai_family
 from urllib3.util.retry import Retry
 
-from llmlib import deadline
+from llmlib import deadline, forksafe
 from llmlib.cancel import CancelToken, attach
 from llmlib.errors import (
     APIConnectionError,
     APITimeoutError,
     CancelledError,
+    ConfigurationError,
     LLMError,
     ResponseTooLargeError,
 )
@@ -37,13 +44,18 @@ from llmlib.limits import Limiter
 from llmlib.options import ConnectionOptions
 from llmlib.redaction import Secrets, looks_secret
 
-__all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "shutdown_socket",
-           "SocketInterrupter"]
+__all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "raw_socket", "shutdown_socket",
+           "SocketLease", "SocketInterrupter", "settle_after_end"]
 
 #: The longest ``Retry-After`` (seconds) llmlib waits for; a longer one raises at once.
 MAX_RETRY_AFTER = 60.0
 _RETRY_STATUSES = frozenset([408, 409, 429, 529])
 _READ_SIZE = 64 * 1024
+_DRAIN_LIMIT = 64 * 1024  # bytes taken after a stream's end marker before giving the connection up
+#: Seconds a stream waits after its end marker for the rest of the body (the
+#: chunked terminator, usually in the same packet or the next) before it closes
+#: the connection instead of returning it to the pool.
+SETTLE_WAIT = 0.01
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> Optional[float]:
@@ -161,30 +173,110 @@ class _NoAuth(requests.auth.AuthBase):
 
 
 # The CancelToken of the request the current thread is sending, if any, and the
-# detach functions of the connections it registered with it.
+# detach functions of the cancel hooks it registered while sending.
 _current = threading.local()
+_POLL = 0.02  # seconds between looks at a CancelToken while a connect is in progress
+
+
+class SocketLease:
+    """The right of one request to shut one connection's socket down.
+
+    ``interrupt()`` (a cancel, from any thread) shuts the socket down, which wakes
+    whatever the request's thread is blocked in: a TLS handshake, a proxy
+    tunnel, the wait for headers, a body read. ``disarm()`` ends the right; the
+    connection disarms every lease just before it goes back to the pool, under
+    the lease's lock, so a late cancel can never reach a connection that another
+    request has taken (the cancel and the release cannot interleave).
+    """
+
+    __slots__ = ("_lock", "_sock")
+
+    def __init__(self, sock: Optional[socket.socket]) -> None:
+        self._lock = threading.Lock()
+        self._sock = sock
+
+    def interrupt(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+            shutdown_socket(sock)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._sock = None
 
 
 class _CancellableConnection:
-    """Mixed into urllib3's connection classes: while a request is sent with a
-    CancelToken, cancelling it shuts this connection's socket down, which wakes a
-    thread waiting for the response headers (a non-streamed LLM call waits there
-    for the whole generation)."""
+    """Mixed into urllib3's connection classes so that a request's CancelToken
+    reaches it in every phase: a connect in progress stops at the next look at
+    the token (every :data:`_POLL` s); from the moment the socket exists, a cancel
+    shuts it down (proxy tunnel, TLS handshake, sending, waiting for headers);
+    and nothing is sent once the token is cancelled.
+
+    While ``connect()`` runs (tunnel and handshake), the lease holds a duplicate
+    of the TCP socket's descriptor, because ``ssl.wrap_socket`` takes the
+    original socket object's descriptor away; the duplicate is closed when
+    ``connect()`` returns, and the lease moves to the finished socket."""
 
     _on_release: Optional[list] = None
+    _armed_for: Optional[CancelToken] = None
+    _connect_lease: Optional["_DupLease"] = None
+
+    def _new_conn(self) -> socket.socket:
+        token: Optional[CancelToken] = getattr(_current, "token", None)
+        if token is None:
+            return super()._new_conn()  # type: ignore[misc]
+        sock = self._connect(token)
+        self._connect_lease = _DupLease(sock, token)
+        return sock
+
+    def connect(self) -> None:
+        token: Optional[CancelToken] = getattr(_current, "token", None)
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            lease, self._connect_lease = self._connect_lease, None
+            if lease is not None:
+                lease.close()
+        if token is not None:
+            if token.cancelled:
+                self.close()  # type: ignore[attr-defined]
+                raise ConnectionAbortedError("cancelled while connecting")
+            self._arm(token, raw_socket(self))
+
+    def _connect(self, token: CancelToken) -> socket.socket:
+        """urllib3's ``_new_conn``, with a connect that a cancel stops."""
+        timeout = self.timeout  # type: ignore[attr-defined]
+        if not isinstance(timeout, (int, float)):  # urllib3's "default" sentinel
+            timeout = socket.getdefaulttimeout()
+        try:
+            sock = _connect_cancellable((self._dns_host, self.port), timeout,  # type: ignore[attr-defined]
+                                        self.source_address, self.socket_options, token)  # type: ignore[attr-defined]
+        except socket.gaierror as e:
+            raise NameResolutionError(self.host, self, e) from e  # type: ignore[attr-defined]
+        except socket.timeout as e:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. "  # type: ignore[attr-defined]
+                                            f"(connect timeout={timeout})") from e
+        except OSError as e:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e
+        sys.audit("http.client.connect", self, self.host, self.port)  # type: ignore[attr-defined]
+        return sock
+
+    def _arm(self, token: CancelToken, sock: Optional[socket.socket]) -> None:
+        lease = SocketLease(sock)
+        detach = token.on_cancel(lease.interrupt)
+        _current.detach.append(detach)
+        self._armed_for = token
+        self.when_released(lease.disarm)
+        self.when_released(detach)
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         token: Optional[CancelToken] = getattr(_current, "token", None)
         if token is not None:
             if token.cancelled:
                 raise ConnectionAbortedError("request cancelled")  # urllib3 -> Retry.increment -> give up
-            detach = token.on_cancel(self._interrupt)
-            _current.detach.append(detach)
-            self.when_released(detach)
+            if self._armed_for is not token and getattr(self, "sock", None) is not None:
+                self._arm(token, raw_socket(self))  # a pooled connection, reused (a new one arms on connect)
         return super().request(*args, **kwargs)  # type: ignore[misc]
-
-    def _interrupt(self) -> None:
-        shutdown_socket(getattr(self, "sock", None))
 
     def when_released(self, callback: Any) -> None:
         """Run ``callback`` just before this connection goes back to the pool,
@@ -196,9 +288,78 @@ class _CancellableConnection:
         self._on_release.append(callback)
 
     def released(self) -> None:
-        callbacks, self._on_release = self._on_release, None
+        callbacks, self._on_release, self._armed_for = self._on_release, None, None
         for callback in callbacks or ():
             callback()
+
+
+class _DupLease(SocketLease):
+    """A :class:`SocketLease` on a duplicate descriptor of ``sock``, registered
+    with ``token`` at once; ``close()`` detaches it and closes the duplicate."""
+
+    __slots__ = ("_detach",)
+
+    def __init__(self, sock: socket.socket, token: CancelToken) -> None:
+        super().__init__(sock.dup())
+        self._detach = token.on_cancel(self.interrupt)
+
+    def close(self) -> None:
+        self._detach()
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                shutdown_socket(self._sock)  # kept until close(): the duplicate is ours to close
+
+
+def _connect_cancellable(address: Tuple[str, int], timeout: Optional[float], source_address: Any,
+                         socket_options: Any, token: CancelToken) -> socket.socket:
+    """``urllib3.util.connection.create_connection``, but the connect is made
+    non-blocking and watched, so that ``token`` stops it within :data:`_POLL` s."""
+    host, port = address
+    err: Optional[BaseException] = None
+    for af, socktype, proto, _, sa in socket.getaddrinfo(host.strip("[]"), port, allowed_gai_family(),
+                                                         socket.SOCK_STREAM):
+        sock = socket.socket(af, socktype, proto)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            if source_address:
+                sock.bind(source_address)
+            _watch_connect(sock, sa, timeout, token)
+            sock.settimeout(timeout)
+            return sock
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            err = exc
+    raise err if err is not None else OSError("getaddrinfo returns an empty list")
+
+
+def _watch_connect(sock: socket.socket, address: Any, timeout: Optional[float], token: CancelToken) -> None:
+    if token.cancelled:
+        raise ConnectionAbortedError("cancelled before connecting")
+    sock.setblocking(False)
+    code = sock.connect_ex(address)
+    if code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        end = None if timeout is None else time.monotonic() + timeout
+        while not poller.poll(_POLL * 1000):
+            if token.cancelled:
+                raise ConnectionAbortedError("cancelled while connecting")
+            if end is not None and time.monotonic() >= end:
+                raise socket.timeout("timed out")
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+    if token.cancelled:
+        raise ConnectionAbortedError("cancelled while connecting")
 
 
 class _HTTPConnection(_CancellableConnection, urllib3.connection.HTTPConnection):
@@ -214,7 +375,8 @@ class _GrowingPool:
     the pool one larger instead of being closed with a "Connection pool is full,
     discarding connection" warning. The pool thus keeps as many idle connections
     as the most threads that ever used it at once, and no thread count needs
-    configuring up front."""
+    configuring up front. A failed request's empty slot (``None``) coming back to
+    a pool that grew meanwhile is simply not kept: nothing is discarded."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
@@ -225,9 +387,17 @@ class _GrowingPool:
             conn.released()  # cut every cancel hook before another request can take it
         with self._grow_lock:  # every put goes through here, so full() stays true until ours
             queue = getattr(self, "pool", None)
-            if conn is not None and queue is not None and queue.full():
+            if queue is not None and queue.full():
+                if conn is None:
+                    return
                 queue.maxsize += 1
             super()._put_conn(conn)  # type: ignore[misc]
+
+    def _idle_connections(self) -> list:
+        """The connections waiting in this pool (read without its lock: safe in
+        a forked child, where another thread may have held it)."""
+        queue = getattr(self, "pool", None)
+        return [c for c in list(getattr(queue, "queue", ())) if c is not None]
 
 
 class _HTTPPool(_GrowingPool, urllib3.connectionpool.HTTPConnectionPool):
@@ -250,19 +420,41 @@ class _Adapter(requests.adapters.HTTPAdapter):
         manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         return manager
 
+    def pools(self) -> list:
+        """Every connection pool of this adapter, direct and through proxies."""
+        managers = [self.poolmanager, *self.proxy_manager.values()]
+        return [pool for m in managers for pool in list(getattr(m.pools, "_container", {}).values())]
 
-def shutdown_socket(sock: Optional[socket.socket]) -> None:
-    """Wake any thread blocked reading ``sock``: it sees the connection end.
 
-    Uses the plain socket method, so on an SSLSocket the TLS object is left to
-    the reading thread.
+def shutdown_socket(sock: Any) -> None:
+    """Wake any thread blocked on ``sock`` (reading, writing, or in a TLS
+    handshake): it sees the connection end.
+
+    Uses the plain socket method on the raw TCP socket, unwrapping urllib3's
+    ``SSLTransport`` (TLS through an HTTPS proxy), so the TLS objects are left to
+    the blocked thread.
     """
+    sock = _unwrap(sock)
     if sock is None:
         return
     try:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _unwrap(sock: Any) -> Optional[socket.socket]:
+    for _ in range(4):  # SSLTransport -> SSLTransport -> SSLSocket (a socket.socket)
+        if sock is None or isinstance(sock, socket.socket):
+            return sock
+        sock = getattr(sock, "socket", None)
+    return None
+
+
+def raw_socket(connection: Any) -> Optional[socket.socket]:
+    """The socket of an urllib3 connection (unwrapping urllib3's ``SSLTransport``);
+    None when it is closed."""
+    return _unwrap(getattr(connection, "sock", None))
 
 
 def socket_of(response: requests.Response) -> Optional[socket.socket]:
@@ -272,7 +464,7 @@ def socket_of(response: requests.Response) -> Optional[socket.socket]:
     versions keep it only behind http.client's private attributes, tried second
     (:func:`_socket_via_http_client`, tested on its own).
     """
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    sock = raw_socket(getattr(response.raw, "connection", None))
     return sock if sock is not None else _socket_via_http_client(response.raw)
 
 
@@ -281,31 +473,61 @@ def _socket_via_http_client(raw: Any) -> Optional[socket.socket]:
     return getattr(getattr(fp, "raw", None), "_sock", None)
 
 
-class SocketInterrupter:
-    """Wakes a thread blocked reading ``response`` by shutting its socket down.
+class SocketInterrupter(SocketLease):
+    """The :class:`SocketLease` of a streamed ``response``: wakes a thread blocked
+    reading it. The connection disarms it itself just before it goes back to the
+    pool, so a late cancel can never shut down a connection another request has
+    taken."""
 
-    ``interrupt()`` may come from any thread; ``disarm()`` makes later interrupts
-    no-ops. The connection disarms it itself just before it goes back to the pool,
-    so a late cancel can never shut down a connection another request has taken.
-    """
-
-    __slots__ = ("_lock", "_sock")
+    __slots__ = ()
 
     def __init__(self, response: requests.Response) -> None:
-        self._lock = threading.Lock()
-        self._sock = socket_of(response)
+        super().__init__(socket_of(response))
         connection = getattr(response.raw, "connection", None)
         if hasattr(connection, "when_released"):
             connection.when_released(self.disarm)  # urllib3 may pool it the moment the body ends
 
-    def interrupt(self) -> None:
-        with self._lock:
-            sock, self._sock = self._sock, None
-            shutdown_socket(sock)
 
-    def disarm(self) -> None:
-        with self._lock:
-            self._sock = None
+def settle_after_end(response: requests.Response, body: Iterator[bytes]) -> None:
+    """After a stream's end marker: read the rest of the body (normally just the
+    chunked terminator) if it arrives within :data:`SETTLE_WAIT` seconds, so that
+    urllib3 can put the connection back in the pool. Whatever is not here by
+    then (a server that keeps the body open, or sends keep-alive comments after
+    the end) is left, and the caller closes the connection instead: the loop
+    ends at once, whatever the server does. Never raises.
+    """
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None or not isinstance(sock, socket.socket):
+        return  # the body already ended and the connection went back to the pool
+    try:
+        timeout = sock.gettimeout()
+    except OSError:
+        return
+    restored = [False]
+
+    def restore() -> None:  # before the connection can be taken from the pool
+        if not restored[0]:
+            restored[0] = True
+            try:
+                sock.settimeout(timeout)
+            except OSError:
+                pass
+
+    if hasattr(connection, "when_released"):
+        connection.when_released(restore)
+    read = 0
+    until = time.monotonic() + SETTLE_WAIT
+    try:
+        sock.settimeout(SETTLE_WAIT)  # a read that would wait longer fails instead
+        for piece in body:
+            read += len(piece)
+            if read > _DRAIN_LIMIT or time.monotonic() > until:
+                break
+    except Exception:  # not all here yet: urllib3 / http.client see a short read
+        pass
+    finally:
+        restore()
 
 
 class Transport:
@@ -317,9 +539,11 @@ class Transport:
     """
 
     def __init__(self, options: ConnectionOptions, provider: str, *, auth_header: Optional[str] = None,
-                 auth_value: Optional[str] = None, secrets: Optional[Secrets] = None) -> None:
+                 auth_value: Optional[str] = None, secrets: Optional[Secrets] = None,
+                 headers: Optional[Mapping[str, str]] = None) -> None:
         self.options = options
         self.provider = provider
+        self._headers = dict(headers or {})  # the protocol's own (anthropic-version...); options.headers win
         self.secrets = secrets if secrets is not None else Secrets(headers=options.headers)
         weakref.finalize(self, self.secrets.close)  # an unclosed Client's secrets leave the log filter too
         self._auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
@@ -327,11 +551,13 @@ class Transport:
         self.session = self._session(options.max_retries)
         self._no_retry_session: Optional[requests.Session] = None
         self.limiter = Limiter(options.max_in_flight, options.requests_per_minute)
+        forksafe.register(self)
 
     def _session(self, max_retries: int) -> requests.Session:
         session = _Session()
         self._mount(session, max_retries)
         session.headers["User-Agent"] = _user_agent()
+        session.headers.update(self._headers)
         session.headers.update(self.options.headers)
         session.verify = self.options.verify
         if self.options.proxy:
@@ -388,7 +614,7 @@ class Transport:
             connect, read = _at_most(connect, left), _at_most(read, left)
         _current.token, _current.detach = cancel, []
         try:
-            return self._session_for(retry).request(
+            response = self._session_for(retry).request(
                 method,
                 url,
                 json=json,
@@ -423,12 +649,27 @@ class Transport:
                 raise APIConnectionError(
                     f"cannot reach {self._where(url)}: {self.scrub(_reason(exc))}", provider=self.provider
                 ) from None
+            if isinstance(exc, OSError):  # requests' own checks: a CA bundle path that does not exist
+                raise ConfigurationError(f"cannot send to {self._where(url)}: {self.scrub(str(exc))} "
+                                         "(check ConnectionOptions.verify and REQUESTS_CA_BUNDLE / "
+                                         "CURL_CA_BUNDLE)", provider=self.provider) from None
             raise
         finally:
             # The headers are in: from here on the response's reader owns cancellation.
             for detach in _current.detach:
                 detach()
             _current.token, _current.detach = None, []
+        # urllib3 keeps each retried error, traceback and all, in the response's
+        # retry history; the traceback's frames reach the caller's, and so the
+        # stream generator: a cycle that weakref.finalize would keep alive forever.
+        response.raw.retries = None
+        if cancel is not None and cancel.cancelled:
+            # A cancel during a retried 503 lets urllib3 return that 503: the call
+            # was cancelled all the same.
+            response.close()
+            self.limiter.release()
+            raise self.stopped(cancel, "while waiting for the response")
+        return response
 
     def stopped(self, token: Optional[CancelToken], when: str, status_code: Optional[int] = None) -> LLMError:
         """The error for a call stopped by ``token``: APITimeoutError when it is an
@@ -531,11 +772,41 @@ class Transport:
         parts = requests.utils.urlparse(url)
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
+    def _sessions(self) -> list:
+        return [s for s in (self.session, self._no_retry_session) if s is not None]
+
     def close(self) -> None:
-        self.session.close()
-        if self._no_retry_session is not None:
-            self._no_retry_session.close()
+        """Close every pooled connection now, and stop scrubbing this Client's secrets
+        from log records. Streams still open keep their own connection until they end."""
+        for session in self._sessions():
+            for pool in _pools_of(session):
+                pool.close()  # urllib3 2's PoolManager.clear() leaves a pool's idle sockets to the GC
+            session.close()
         self.secrets.close()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: never touch the parent's connections. Fresh sessions;
+        the inherited sockets' descriptors are closed in this process only (close,
+        never shutdown, which would end the parent's connections too), without
+        taking any lock a parent thread may have held at the fork."""
+        old = self._sessions()
+        self._lock = threading.Lock()
+        self.session = self._session(self.options.max_retries)
+        self._no_retry_session = None
+        for session in old:
+            for pool in _pools_of(session):
+                for conn in pool._idle_connections():
+                    sock = getattr(conn, "sock", None)
+                    if sock is not None:
+                        try:
+                            sock.close()
+                        except OSError:
+                            pass
+
+
+def _pools_of(session: requests.Session) -> list:
+    adapters = {id(a): a for a in session.adapters.values() if isinstance(a, _Adapter)}
+    return [pool for adapter in adapters.values() for pool in adapter.pools()]
 
 
 def _timeout_kind(exc: BaseException) -> Optional[str]:
