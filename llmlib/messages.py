@@ -38,11 +38,15 @@ class Role(str, enum.Enum):
 
 @attrs.frozen
 class ContentPart:
-    """One part of a message: ``type`` is ``"text"``, ``"image"`` or ``"audio"``.
+    """One part of a message: ``type`` is ``"text"``, ``"image"``, ``"audio"`` or
+    ``"document"`` (a PDF or other file).
 
     ``text`` holds the text of a text part. ``url`` holds an ``https:`` URL or a
-    ``data:<mime>;base64,...`` URL for images and audio; ``mime`` its media type
-    (``image/png``, ``audio/wav``...), ``name`` an optional file name.
+    ``data:<mime>;base64,...`` URL for images, audio and documents; ``mime`` its
+    media type (``image/png``, ``audio/wav``, ``application/pdf``...), ``name``
+    an optional file name. ``cache_control`` (e.g. ``{"type": "ephemeral"}``) marks
+    a prompt-caching breakpoint for providers that take one (Anthropic); others
+    ignore it.
     """
 
     type: str
@@ -50,6 +54,7 @@ class ContentPart:
     url: Optional[str] = attrs.field(default=None, repr=lambda u: _short_url(u))
     mime: Optional[str] = None
     name: Optional[str] = None
+    cache_control: Optional[Mapping[str, Any]] = None
 
     def data(self) -> Optional[bytes]:
         """The decoded bytes of a ``data:`` URL part, or None for other URLs."""
@@ -142,6 +147,20 @@ class Content:
         """Audio read from a local file and sent inline as base64."""
         url, mime, name = _data_url(path, mime, "audio")
         return cls((ContentPart("audio", url=url, mime=mime, name=name),))
+
+    @classmethod
+    def new_document(cls, url: str, mime: str = "application/pdf", name: Optional[str] = None) -> "Content":
+        """A document (PDF by default) by ``https:`` or ``data:`` URL."""
+        return cls((ContentPart("document", url=url, mime=mime, name=name),))
+
+    @classmethod
+    def from_document_file(cls, path: Union[str, "os.PathLike[str]"], mime: Optional[str] = None) -> "Content":
+        """A document (a PDF...) read from a local file and sent inline as base64.
+
+        Raises ConfigurationError when the file cannot be read or its type is unknown.
+        """
+        url, mime, name = _data_url(path, mime, "application")
+        return cls((ContentPart("document", url=url, mime=mime, name=name),))
 
     @classmethod
     def of(cls, *items: Union[str, "Content", ContentPart]) -> "Content":
@@ -244,6 +263,7 @@ class Message:
     name: Optional[str] = None
     refusal: Optional[str] = None
     provider_fields: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False)
+    cache_control: Optional[Mapping[str, Any]] = None
 
     @classmethod
     def system(cls, content: Any) -> "Message":

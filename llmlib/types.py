@@ -63,7 +63,9 @@ class ChatCompletionRequest:
     ``seed``, ``presence_penalty``, ``frequency_penalty``. Tools: ``tools`` and
     ``tool_choice`` (``"auto"``, ``"none"``, ``"required"`` or a tool name).
     ``response_format`` is passed as given (e.g. ``{"type": "json_object"}``);
-    ``reasoning_effort`` (``"low"|"medium"|"high"``) for reasoning models;
+    ``reasoning_effort`` (``"low"|"medium"|"high"``) for reasoning models, or
+    ``reasoning_budget`` (tokens of thinking: Anthropic ``budget_tokens``, Gemini
+    ``thinkingBudget``) where the provider takes a budget;
     ``user`` an end-user id; ``extra_body`` fields merged into the provider's JSON
     body as they are, for options llmlib does not model.
     """
@@ -83,6 +85,7 @@ class ChatCompletionRequest:
     parallel_tool_calls: Optional[bool] = None
     response_format: Optional[Mapping[str, Any]] = None
     reasoning_effort: Optional[str] = None
+    reasoning_budget: Optional[int] = None
     user: Optional[str] = None
     extra_body: Optional[Mapping[str, Any]] = None
 

@@ -81,6 +81,11 @@ def _encode_part(part: ContentPart) -> Dict[str, Any]:
         if fmt is None:
             raise ConfigurationError(f"the OpenAI chat protocol takes wav or mp3 audio, not {mime!r}")
         return {"type": "input_audio", "input_audio": {"data": part.url.partition(",")[2], "format": fmt}}
+    if part.type == "document":
+        if not part.url or not part.url.startswith("data:"):
+            raise ConfigurationError("the OpenAI chat protocol takes documents only inline; use "
+                                     "Content.from_document_file(path) instead of a URL")
+        return {"type": "file", "file": {"file_data": part.url, "filename": part.name or "document.pdf"}}
     raise ConfigurationError(f"unknown content part type {part.type!r}")
 
 
