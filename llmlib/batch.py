@@ -6,19 +6,28 @@ Every batch reuses the Client's connection pool, which grows to the batch's
 concurrency (no connection opened and then discarded), runs on a ``ThreadPoolExecutor`` whose threads are
 joined before the call returns, and stops cleanly on a CancelToken or
 ``KeyboardInterrupt``.
+
+One item never costs a batch the others: whatever one request raises becomes
+that request's item, an ``LLMError`` (an exception that is not one, such as a
+TypeError from a response of an unexpected shape, as a ``DecodeError`` whose
+``__cause__`` is the original). Only ``KeyboardInterrupt`` and ``SystemExit``
+(any ``BaseException`` that is not an ``Exception``) leave a batch: the rest of
+it is cancelled, its threads joined, and the exception re-raised.
 """
 
 from __future__ import annotations
 
-import queue
 import random
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from llmlib.cancel import CancelToken, attach
-from llmlib.errors import CancelledError, ConfigurationError, LLMError, OverloadedError, RateLimitError
+from llmlib.errors import (CancelledError, ConfigurationError, DecodeError, LLMError, OverloadedError,
+                           RateLimitError)
+from llmlib.transport import MAX_RETRY_AFTER
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,22 +92,52 @@ def _cancelled(index: int) -> CancelledError:
     return CancelledError(f"request {index} of the batch was cancelled before it finished")
 
 
+_DETAIL = 300  # characters of a foreign exception's message kept in the item's DecodeError
+
+
+def _unexpected(client: "Client", index: int, exc: Exception) -> DecodeError:
+    """An exception from request ``index`` that is not an ``LLMError``, as its item:
+    a DecodeError naming the exception type and the index, ``__cause__`` the original."""
+    try:
+        detail = str(exc)
+    except Exception:  # a broken __str__ must not break the batch either
+        detail = "?"
+    if len(detail) > _DETAIL:
+        detail = detail[:_DETAIL] + "..."
+    transport = getattr(client, "_transport", None)
+    scrub: Callable[[str], str] = getattr(transport, "scrub", None) or (lambda text: text)
+    error = DecodeError(
+        scrub(f"request {index} of the batch failed with {type(exc).__name__}: {detail} "
+              "(an unexpected response shape, or a bug: see __cause__)"),
+        provider=getattr(client, "provider", None),
+    )
+    error.__cause__ = exc
+    return error
+
+
 def _run_all(run: Callable[[int], Result], n: int, workers: int, token: CancelToken,
              detach: Callable[[], None], progress: Progress) -> List[Result]:
     """``run(i)`` for i in range(n) on ``workers`` threads; results in input order."""
     results: List[Any] = [None] * n
-    bar = _Progress(progress, n)
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmlib-batch") as pool:
-            futures = {pool.submit(run, i): i for i in range(n)}
-            try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.step()
-            except BaseException:  # KeyboardInterrupt in a notebook: stop everything, then re-raise
-                token.cancel()
-                raise
+        bar = _Progress(progress, n)
+    except BaseException:  # a bad ``progress``: nothing started, nothing left attached
+        detach()
+        raise
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmlib-batch")
+    try:
+        futures = {pool.submit(run, i): i for i in range(n)}
+        for future in as_completed(futures):
+            # ``run`` turns every Exception into its item: only a BaseException (a
+            # KeyboardInterrupt or SystemExit in a worker) is raised here.
+            results[futures[future]] = future.result()
+            bar.step()
+    except BaseException:  # also KeyboardInterrupt in a notebook: stop everything, then re-raise
+        token.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         detach()
         bar.close()
     return results
@@ -110,10 +149,14 @@ def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionReq
     """Run ``requests`` on up to ``concurrency_limit`` threads (default
     :data:`DEFAULT_CONCURRENCY`); return a list in input order whose items are
     the ``ChatCompletionResponse`` or the ``LLMError`` each request ended with.
-    Nothing is raised for a failed request. Cancelling ``cancel`` stops the whole
-    batch: queued requests are not sent, running ones are abandoned (their
-    connections closed), and their items are ``CancelledError``. Each request
-    still gets the Client's own retries.
+    Nothing is raised for a failed request, whatever it raised: an exception that
+    is not an ``LLMError`` becomes a ``DecodeError`` item (its ``__cause__`` the
+    original). Cancelling ``cancel`` stops the whole batch: queued requests are
+    not sent, running ones are abandoned (their connections closed), and their
+    items are ``CancelledError``. Each request still gets the Client's own
+    retries. ``KeyboardInterrupt`` or ``SystemExit`` (in the caller's thread or a
+    worker) cancels the rest and is re-raised once the threads are joined; so is
+    an exception raised by a ``progress`` callable.
     """
     reqs = list(requests)
     if not reqs:
@@ -128,6 +171,11 @@ def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionReq
             return client._chat(reqs[i], token)
         except LLMError as exc:
             return _cancelled(i) if token.cancelled else exc
+        except Exception as exc:
+            return _cancelled(i) if token.cancelled else _unexpected(client, i, exc)
+        except BaseException:  # KeyboardInterrupt / SystemExit: nothing more is sent
+            token.cancel()
+            raise
 
     return _run_all(run, len(reqs), limit, token, detach, progress)
 
@@ -138,8 +186,9 @@ class AdaptiveLimit:
     Starts at ``start``. After ``window`` successes in a row (default: as many
     as the current limit) it grows by one, up to ``ceiling``. A rate limit or an
     overload halves it (at least 1) and holds back every new request until the
-    server's ``Retry-After`` (or 1-2 s) has passed. ``acquire`` blocks for a slot;
-    ``release`` returns it with the outcome.
+    server's ``Retry-After`` (or 1-2 s when it gave none) has passed, at most
+    :data:`~llmlib.transport.MAX_RETRY_AFTER` seconds. ``acquire`` blocks for a
+    slot (False once the token is cancelled); ``release`` returns it with the outcome.
     """
 
     def __init__(self, start: int, ceiling: int, window: Optional[int] = None) -> None:
@@ -164,7 +213,8 @@ class AdaptiveLimit:
                 self._cond.wait(min(wait, 0.05) if wait > 0 else 0.05)
 
     def release(self, outcome: str, retry_after: Optional[float] = None) -> None:
-        """``outcome``: "ok", "throttled" (429/overloaded) or "error"."""
+        """``outcome``: "ok", "throttled" (429/overloaded) or "error";
+        ``retry_after``: the wait the server asked for, in seconds, or None."""
         with self._cond:
             self.in_flight -= 1
             if outcome == "ok":
@@ -177,6 +227,8 @@ class AdaptiveLimit:
                 self.limit = max(1, self.limit // 2)
                 self.lowest = min(self.lowest, self.limit)
                 pause = retry_after if retry_after is not None else 1.0 + random.random()
+                # An hour's Retry-After never stalls the whole batch for an hour.
+                pause = min(max(pause, 0.0), MAX_RETRY_AFTER)
                 self.resume_at = max(self.resume_at, time.monotonic() + pause)
             self._cond.notify_all()
 
@@ -187,12 +239,20 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
     """Like :func:`chat_completion_batch`, but finds the provider's limit itself.
 
     Three requests or fewer run one by one. Larger batches start at
-    ``start_concurrency`` and adapt (:class:`AdaptiveLimit`): a 429 or overload
-    halves the concurrency, waits what ``Retry-After`` says (no request is sent
-    before), and retries that request; a run of successes raises the concurrency
-    by one, up to ``max_concurrency``. Connection failures and 5xx are retried with
-    backoff; permanent errors (other 4xx) are not. A request is tried at most
-    ``max_attempts`` times, then its last error is its item.
+    ``start_concurrency`` and adapt (:class:`AdaptiveLimit`): a retryable 429 or
+    overload halves the concurrency, waits what ``Retry-After`` says (no request is
+    sent before), and retries that request; a run of successes raises the
+    concurrency by one, up to ``max_concurrency``. Connection failures and 5xx are
+    retried with backoff (``min(0.5 * 2**n, 8)`` s less up to 25% jitter, which a
+    cancel cuts short). Nothing ``is_retryable()`` rejects is sent again: permanent
+    errors (other 4xx) and a 429 such as ``insufficient_quota`` are the item at
+    once. As with the Client's own retries, a 429 asking for a wait over
+    :data:`~llmlib.transport.MAX_RETRY_AFTER` seconds is the item at once (its
+    ``.retry_after`` says how long), and does not hold the others back. A request
+    is tried at most ``max_attempts`` times, then its last error is its item. An
+    exception that is not an ``LLMError`` is its item as a ``DecodeError``, never
+    retried; cancelling and ``KeyboardInterrupt`` work as in
+    :func:`chat_completion_batch`.
     """
     reqs = list(requests)
     if not reqs:
@@ -207,23 +267,33 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
         for attempt in range(max_attempts):
             if not limiter.acquire(token):
                 return _cancelled(i)
-            try:
+            outcome, retry_after = "error", None
+            try:  # every path out of here releases the slot (finally)
                 response = client._chat(reqs[i], token, retry=False)
-            except (RateLimitError, OverloadedError) as exc:
-                error = exc
-                limiter.release("throttled", getattr(exc, "retry_after", None))
-                continue
+                outcome = "ok"
+                return response
             except LLMError as exc:
-                limiter.release("error")
                 if token.cancelled:
                     return _cancelled(i)
                 if not exc.is_retryable():
-                    return exc
+                    return exc  # a permanent error, or a 429 that says not to retry (quota)
                 error = exc
-                time.sleep(min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random()))
-                continue
-            limiter.release("ok")
-            return response
+                if isinstance(exc, (RateLimitError, OverloadedError)):
+                    retry_after = getattr(exc, "retry_after", None)
+                    if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+                        return exc  # come back in an hour: give up now, as plain retries do
+                    outcome = "throttled"
+            except Exception as exc:
+                return _cancelled(i) if token.cancelled else _unexpected(client, i, exc)
+            except BaseException:  # KeyboardInterrupt / SystemExit: cancel before the slot frees
+                token.cancel()
+                raise
+            finally:
+                limiter.release(outcome, retry_after)
+            if outcome == "error" and attempt + 1 < max_attempts:
+                # Backoff; a throttled request waits in acquire() for the limiter instead.
+                if token.wait(min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random())):
+                    return _cancelled(i)
         return error if error is not None else _cancelled(i)
 
     return _run_all(run, len(reqs), limiter.ceiling, token, detach, progress)
@@ -232,61 +302,138 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
 _END = object()
 
 
+class _Channel:
+    """The bounded hand-off from the stream workers to the consumer.
+
+    Unlike a plain ``queue.Queue``, a cancel of ``token`` wakes both sides at once:
+    ``put`` then returns False (the worker stops) and ``get`` returns ``_END``, so
+    the consumer never waits for an end marker a worker could not deliver. The
+    consumer learns that the workers are done from a count (``done()``), not from
+    markers in the buffer.
+    """
+
+    def __init__(self, size: int, producers: int, token: CancelToken) -> None:
+        self._items: "deque[Any]" = deque()
+        self._size = size
+        self._producers = producers
+        self._raise: Optional[BaseException] = None
+        self._token = token
+        lock = threading.Lock()
+        self._not_empty = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)
+        token.on_cancel(self._wake)
+
+    def _wake(self) -> None:
+        with self._not_empty:
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    def put(self, item: Any) -> bool:
+        """Wait for room, then add ``item``; False (nothing added) once cancelled."""
+        with self._not_full:
+            while len(self._items) >= self._size and not self._token.cancelled:
+                self._not_full.wait()
+            if self._token.cancelled:
+                return False
+            self._items.append(item)
+            self._not_empty.notify()
+            return True
+
+    def done(self) -> None:
+        """One worker has finished (called exactly once per submitted worker)."""
+        with self._not_empty:
+            self._producers -= 1
+            self._not_empty.notify()
+
+    def abort(self, exc: BaseException) -> None:
+        """A worker met a KeyboardInterrupt / SystemExit: the consumer re-raises it."""
+        with self._not_empty:
+            if self._raise is None:
+                self._raise = exc
+        self._token.cancel()  # stops the other streams, wakes the consumer
+
+    def get(self) -> Any:
+        """The next item; ``_END`` once cancelled, or once every worker is done and
+        the buffer is empty. Raises what a worker passed to :meth:`abort`."""
+        with self._not_empty:
+            while True:
+                if self._raise is not None:
+                    raise self._raise
+                if self._token.cancelled:
+                    return _END
+                if self._items:
+                    item = self._items.popleft()
+                    self._not_full.notify()
+                    return item
+                if self._producers <= 0:
+                    return _END
+                self._not_empty.wait()
+
+
 def chat_completion_stream_batch(client: "Client", requests: Sequence[ChatCompletionRequest],
                                  concurrency_limit: Optional[int] = None, *,
                                  cancel: Optional[CancelToken] = None,
                                  buffer: int = 256) -> Iterator[Tuple[int, Union[ChatCompletionChunk, LLMError]]]:
     """Stream several requests at once; yield ``(index, chunk)`` pairs as they arrive.
 
-    A request that fails yields ``(index, error)`` once, and the others go on.
-    At most ``buffer`` chunks wait for the consumer (back-pressure: a slow
-    consumer slows the streams instead of filling memory). Leaving the loop
-    early, or cancelling ``cancel``, cancels every stream still running and
-    joins the worker threads before the generator ends.
+    ``index`` is the request's position in ``requests``. A request that fails
+    yields ``(index, error)`` once, an ``LLMError`` (an exception that is not one
+    arrives as a ``DecodeError`` whose ``__cause__`` is the original), and the
+    others go on. At most ``buffer`` chunks wait for the consumer (back-pressure:
+    a slow consumer slows the streams instead of filling memory). Leaving the
+    loop early (``break``, ``close()``, an exception), or cancelling ``cancel``,
+    cancels every stream still running; the loop then ends at its next step
+    without yielding what was still buffered, and the worker threads are joined
+    before the generator ends. A ``KeyboardInterrupt`` or ``SystemExit`` in a
+    worker cancels the rest and is raised from the loop.
     """
     reqs = list(requests)
     if not reqs:
         return
     limit = _limit(concurrency_limit, len(reqs))
     token, detach = _linked(cancel)
-    items: "queue.Queue[Any]" = queue.Queue(maxsize=max(buffer, 1))
-
-    def put(item: Any) -> bool:
-        while True:
-            try:
-                items.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                if token.cancelled:
-                    return False
 
     def run(i: int) -> None:
+        stream: Any = None
         try:
             if token.cancelled:
                 return
-            for chunk in client.chat_completion_stream(reqs[i], cancel=token):
-                if not put((i, chunk)):
+            stream = client.chat_completion_stream(reqs[i], cancel=token)
+            for chunk in stream:
+                if not channel.put((i, chunk)):
                     return
         except LLMError as exc:
             if not token.cancelled:
-                put((i, exc))
+                channel.put((i, exc))
+        except Exception as exc:
+            if not token.cancelled:
+                channel.put((i, _unexpected(client, i, exc)))
+        except BaseException as exc:
+            channel.abort(exc)
         finally:
-            put(_END)
+            try:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()  # frees the connection now, not when the generator is collected
+            finally:
+                channel.done()
 
-    pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="llmlib-stream")
+    pool: Optional[ThreadPoolExecutor] = None
     try:
+        channel = _Channel(max(buffer, 1), len(reqs), token)
+        pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="llmlib-stream")
         for i in range(len(reqs)):
             pool.submit(run, i)
-        remaining = len(reqs)
-        while remaining:
-            item = items.get()
+        while True:
+            item = channel.get()
             if item is _END:
-                remaining -= 1
-                continue
+                return
             yield item
     finally:
-        # Streams still running end at once (their sockets are shut down); a worker
-        # waiting on a full queue gives up within 50 ms. Then every thread is joined.
+        # Streams still running end at once (their sockets are shut down), and a
+        # worker waiting for room in the buffer is woken by the cancel; workers not
+        # started yet never start. Then every thread is joined.
         token.cancel()
         detach()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
