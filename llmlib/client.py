@@ -104,7 +104,7 @@ class Client:
     def _build(self, request: Optional[ChatCompletionRequest], kwargs: dict) -> ChatCompletionRequest:
         if request is None:
             if self.provider == "local":
-                kwargs.setdefault("model", local.MODEL_ALIAS)
+                kwargs.setdefault("model", local.selected()[0])
             try:
                 return ChatCompletionRequest(**kwargs)
             except TypeError as exc:

