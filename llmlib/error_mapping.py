@@ -5,7 +5,9 @@ One reader serves every provider's error body shape:
 
 - OpenAI and its compatibles (Groq, DeepSeek, OpenRouter...): ``{"error": {"message", "type", "code", "param"}}``
 - Anthropic: ``{"type": "error", "error": {"type", "message"}, "request_id"}``
-- Gemini: ``{"error": {"code", "message", "status", "details"}}``
+- Gemini: ``{"error": {"code", "message", "status", "details"}}`` (an ``ErrorInfo`` detail with
+  reason ``API_KEY_INVALID`` is an AuthenticationError though sent as 400; ``RetryInfo.retryDelay``
+  gives a RateLimitError its ``retry_after``)
 - Ollama: ``{"error": "message"}``; Cohere: ``{"message": "..."}``
 - OpenAI Responses stream: ``{"type": "error", "code", "message"}``
 
@@ -185,6 +187,21 @@ def _gemini_retry_delay(payload: Any) -> Optional[float]:
     return None
 
 
+#: Google ``ErrorInfo`` reasons that mean the key itself is bad (Gemini answers 400
+#: INVALID_ARGUMENT for an invalid key, not 401).
+_KEY_REASONS = frozenset({"API_KEY_INVALID"})
+
+
+def _gemini_reasons(payload: Any) -> Tuple[str, ...]:
+    """The ``reason`` of each ``google.rpc.ErrorInfo`` in a Gemini error's
+    ``details`` (any JSON value: () when there are none)."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    if not isinstance(details, list):
+        return ()
+    return tuple(d["reason"] for d in details if isinstance(d, dict) and isinstance(d.get("reason"), str))
+
+
 def _class_for(status: Optional[int], kind: Any, code: Any, message: str) -> Type[APIStatusError]:
     """The error class for a status (or None), type word and code (any values)."""
     kind = kind.lower() if isinstance(kind, str) else ""
@@ -242,6 +259,8 @@ def error_from_payload(
     if code == "insufficient_quota" or kind == "insufficient_quota":
         should_retry = False  # waiting does not refill a quota
     cls = _class_for(status, kind, code, message)
+    if cls in (BadRequestError, APIStatusError) and _KEY_REASONS.intersection(_gemini_reasons(payload)):
+        cls = AuthenticationError  # keeps the status the server sent (400)
     words = [cut(w, 100, scrub) for w in (kind, code if isinstance(code, str) else None) if w]
     text = f"{message} [{', '.join(dict.fromkeys(words))}]" if words else message
     kwargs = dict(provider=provider, status_code=status, request_id=request_id,
