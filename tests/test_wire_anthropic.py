@@ -522,3 +522,39 @@ def test_fake_handler_answers_chat_and_models(aclient, server):
     server.handler = lambda req, reply: reply.json(fake_anthropic.error_json(529, "Overloaded"), status=529)
     with pytest.raises(llmlib.OverloadedError):
         aclient.chat_completion(model=MODEL, messages="hi")
+
+
+@pytest.mark.parametrize("name", ["stream_server_tool_web_search.sse", "stream_redacted_thinking.sse",
+                                  "llm_stream_thinking_signature.sse", "sdkfixture_compaction_delta.sse"])
+def test_collected_blocks_go_back_verbatim(name, aclient, server):
+    """The next turn sends the assistant's blocks exactly as assembled from the stream:
+    signatures, redacted thinking, server tool calls and results, unknown blocks."""
+    raw = transcript(name)
+    first = collect(stream(aclient, server, raw))
+    blocks = first.message.provider_fields["anthropic"]["content"]
+    server.handler = fake_anthropic.handler
+    aclient.chat_completion(model=MODEL, messages=[llmlib.Message.user("hi"), first.message,
+                                                  llmlib.Message.user("and?")])
+    assert server.requests[-1].json()["messages"][1] == {"role": "assistant", "content": blocks}
+    by_type = {}
+    for b in blocks:
+        by_type.setdefault(b["type"], []).append(b)
+    if name == "stream_server_tool_web_search.sse":
+        assert [b["input"] for b in by_type["server_tool_use"]] == [
+            {"query": "San Francisco weather today"}, {"query": "San Francisco weather September 16 2025"}]
+        assert [b["id"] for b in by_type["server_tool_use"]] == [
+            "srvtoolu_01FYcUbzEaqqQh1WBRj1QX3h", "srvtoolu_01FDqc7ruGpVRoNuD5G6jkUx"]
+        assert [b["tool_use_id"] for b in by_type["web_search_tool_result"]] == [
+            "srvtoolu_01FYcUbzEaqqQh1WBRj1QX3h", "srvtoolu_01FDqc7ruGpVRoNuD5G6jkUx"]
+        cited = [b for b in by_type["text"] if b.get("citations")]
+        assert [len(b["citations"]) for b in cited] == [1, 2, 2, 1, 1]  # citations_delta events per block
+        assert first.tool_calls == ()  # server tools are not client tool calls
+    elif name == "stream_redacted_thinking.sse":
+        assert [b["data"][:12] for b in by_type["redacted_thinking"]] == ["EqkECkYIBxgC", "EtgBCkYIBxgC"]
+    elif name == "sdkfixture_compaction_delta.sse":
+        assert by_type["compaction"] == [{"type": "compaction", "content": "Earlier conversation summarized.",
+                                          "encrypted_content": "EpwBCioIDxgCEAEYASJALd_opaque_compaction_payload"}]
+    else:
+        [thinking] = by_type["thinking"]
+        assert thinking["signature"].startswith("EuYDCmMIDBgCKkC05Zda4P") and thinking["thinking"].startswith(
+            "The user wants two names")

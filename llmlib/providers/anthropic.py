@@ -35,7 +35,8 @@ How llmlib's OpenAI-shaped values map onto it:
   ``system`` (a string, joined with blank lines; a list of text blocks when any of
   them carries ``cache_control``);
 - consecutive messages of one role become one message of several blocks; a
-  ``tool`` message becomes a ``tool_result`` block in a user turn; an assistant's
+  ``tool`` message becomes a ``tool_result`` block in a user turn (a turn's
+  ``tool_result`` blocks go first, as Anthropic requires); an assistant's
   ``tool_calls`` become ``tool_use`` blocks; a message of one plain text block is
   sent as a string;
 - an assistant message whose ``provider_fields["anthropic"]["content"]`` holds
@@ -287,6 +288,9 @@ def _encode_messages(request: ChatCompletionRequest, provider: str) -> Tuple[Any
             turns.append({"role": role, "content": blocks})
     for turn in turns:
         content = turn["content"]
+        if turn["role"] == "user":
+            # Anthropic wants a turn's tool_result blocks before any other block.
+            content.sort(key=lambda b: b.get("type") != "tool_result")
         if len(content) == 1 and content[0].keys() == {"type", "text"} and content[0]["type"] == "text":
             turn["content"] = content[0]["text"]
     return (_system(system, provider) if system else None), turns
@@ -510,6 +514,15 @@ class _Block:
         return out
 
 
+_COMPACT = 256  # pieces of a block kept before they are joined (memory ~ a byte per character)
+
+
+def _add(pieces: List[str], text: str) -> None:
+    pieces.append(text)
+    if len(pieces) >= _COMPACT:
+        pieces[:] = ["".join(pieces)]
+
+
 _DELTA_KIND = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "thinking"}
 
 
@@ -562,6 +575,10 @@ class StreamDecoder(BaseStreamDecoder):
         return block
 
     def decode(self, event: Any) -> Optional[ChatCompletionChunk]:
+        """One SSE event (``event``, ``data``) -> a chunk, or None (see the class
+        docstring). Raises the typed error of an error event; ValueError (or
+        KeyError...) for a payload of another shape, which the caller reports
+        as DecodeError."""
         obj = json.loads(event.data)
         if not isinstance(obj, dict):
             raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
@@ -574,25 +591,25 @@ class StreamDecoder(BaseStreamDecoder):
                 text = delta.get("text")
                 if not text:
                     return None
-                block.pieces.append(text)
+                _add(block.pieces, text)
                 return self._chunk(Delta(None, text))
             if dkind == "thinking_delta":
                 text = delta.get("thinking")
                 if not text:
                     return None
-                block.pieces.append(text)
+                _add(block.pieces, text)
                 return self._chunk(Delta(None, None, text))
             if dkind == "input_json_delta":
                 text = delta.get("partial_json")
                 if not text:
                     return None
-                block.pieces.append(text)
+                _add(block.pieces, text)
                 if block.tool is None:
                     return None  # a server tool's input: kept, not a client call
                 block.has_args = True
                 return self._chunk(Delta(tool_calls=[ToolCallDelta(block.tool, function=FunctionCallDelta(None, text))]))
             if dkind == "signature_delta":
-                block.signature.append(delta.get("signature") or "")
+                _add(block.signature, delta.get("signature") or "")
             elif dkind == "citations_delta":
                 citation = delta.get("citation")
                 if citation is not None:
