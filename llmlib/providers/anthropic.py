@@ -266,10 +266,7 @@ def _system(messages: List[Tuple[int, Message]], provider: str) -> Any:
         blocks.extend(mine)
     if any("cache_control" in b for b in blocks):
         return blocks
-    texts = []
-    for position, message in messages:
-        texts.append(message.text)
-    return "\n\n".join(texts)
+    return "\n\n".join(message.text for _, message in messages)
 
 
 def _encode_messages(request: ChatCompletionRequest, provider: str) -> Tuple[Any, List[Dict[str, Any]]]:
@@ -565,8 +562,12 @@ class StreamDecoder(BaseStreamDecoder):
         self._stop_sequence: Any = None
         self._stop_details: Any = None
 
-    def _chunk(self, delta: Delta, finish: Optional[str] = None, usage: Optional[Usage] = None) -> ChatCompletionChunk:
+    def _chunk(self, delta: Delta, finish: Optional[str] = None,
+               usage: Optional[Usage] = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(self._id, self._model, [ChunkChoice(0, delta, finish)], usage)
+
+    def _arguments(self, tool: int, text: str) -> ChatCompletionChunk:
+        return self._chunk(Delta(tool_calls=[ToolCallDelta(tool, function=FunctionCallDelta(None, text))]))
 
     def _block(self, index: int, delta_kind: Optional[str]) -> _Block:
         block = self._blocks.get(index)
@@ -607,7 +608,7 @@ class StreamDecoder(BaseStreamDecoder):
                 if block.tool is None:
                     return None  # a server tool's input: kept, not a client call
                 block.has_args = True
-                return self._chunk(Delta(tool_calls=[ToolCallDelta(block.tool, function=FunctionCallDelta(None, text))]))
+                return self._arguments(block.tool, text)
             if dkind == "signature_delta":
                 _add(block.signature, delta.get("signature") or "")
             elif dkind == "citations_delta":
@@ -647,8 +648,7 @@ class StreamDecoder(BaseStreamDecoder):
             if block is not None and block.tool is not None and not block.has_args:
                 # No input pieces: the call's arguments are its start's input ({} as JSON).
                 block.has_args = True
-                arguments = json.dumps(block.raw.get("input") or {})
-                return self._chunk(Delta(tool_calls=[ToolCallDelta(block.tool, function=FunctionCallDelta(None, arguments))]))
+                return self._arguments(block.tool, json.dumps(block.raw.get("input") or {}))
             return None
         if kind == "message_delta":
             delta = obj.get("delta") or {}
