@@ -154,14 +154,19 @@ class _LogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         values = self._values
-        if not values:
+        # urllib3's "Retrying ... after connection broken by %r" passes the error
+        # itself: a record kept by a handler (pytest's capture, a memory handler)
+        # would keep its traceback, the frames of the caller and the stream it
+        # holds. Such a record keeps its text, not the exception.
+        holds_error = isinstance(record.args, tuple) and any(isinstance(a, BaseException) for a in record.args)
+        if not values and not holds_error:
             return True
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is the logging system's to report
             return True
         cleaned = _scrub(message, values)
-        if cleaned is not message:
+        if cleaned is not message or holds_error:
             record.msg, record.args = cleaned, None
         return True
 
