@@ -191,13 +191,16 @@ def decode_response(obj: Dict[str, Any]) -> ChatCompletionResponse:
     for position, c in enumerate(obj.get("choices") or ()):
         m = c.get("message") or {}
         calls = m.get("tool_calls")
+        content, reasoning = m.get("content"), m.get("reasoning_content") or m.get("reasoning")
+        if content is not None and not isinstance(content, str):
+            content, reasoning = content_parts(content, reasoning)
         choices.append(Choice(
             c.get("index", position),
             Message(
                 m.get("role") or "assistant",
-                m.get("content"),
+                content,
                 tuple(_decode_tool_call(t) for t in calls) if calls else None,
-                reasoning_content=m.get("reasoning_content") or m.get("reasoning"),
+                reasoning_content=reasoning,
                 refusal=m.get("refusal"),
             ),
             finish_reason(c.get("finish_reason")),
@@ -223,6 +226,34 @@ def _decode_call_deltas(calls: List[Dict[str, Any]]) -> List[ToolCallDelta]:
 _EMPTY: Dict[str, Any] = {}
 
 
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict):
+        inner = part.get("text", part.get("thinking"))
+        if isinstance(inner, list):  # Magistral: {"type": "thinking", "thinking": [{"type": "text", ...}]}
+            return "".join(_part_text(p) for p in inner)
+        if isinstance(inner, str):
+            return inner
+        if inner is None:
+            return ""
+    raise ValueError(f"unexpected content part {part!r:.80}")
+
+
+def content_parts(content: Any, reasoning: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]:
+    """``(content, reasoning)`` from a ``content`` that is a list of typed parts
+    (Mistral's Magistral models send ``[{"type": "thinking", "thinking": [...]},
+    {"type": "text", "text": "..."}]``): text parts are content, thinking parts
+    reasoning. Raises ValueError for any other shape (an object, a number...)."""
+    if not isinstance(content, list):
+        raise ValueError(f"content must be a string or a list of parts, not {type(content).__name__}")
+    text, thinking = [], [reasoning] if isinstance(reasoning, str) else []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else "text"
+        (thinking if kind in ("thinking", "reasoning") else text).append(_part_text(part))
+    return ("".join(text) if text else None), ("".join(thinking) if thinking else None)
+
+
 def decode_chunk(obj: Dict[str, Any]) -> ChatCompletionChunk:
     """A ``chat.completion.chunk`` object as :class:`ChatCompletionChunk`.
 
@@ -235,9 +266,15 @@ def decode_chunk(obj: Dict[str, Any]) -> ChatCompletionChunk:
         d = c.get("delta") or _EMPTY
         calls = d.get("tool_calls")
         reason = c.get("finish_reason")
+        content = d.get("content")
+        reasoning = d.get("reasoning_content") or d.get("reasoning")
+        if content.__class__ is not str and content is not None:
+            content, reasoning = content_parts(content, reasoning)
+        elif reasoning.__class__ is not str and reasoning is not None:
+            raise ValueError(f"reasoning must be a string, not {type(reasoning).__name__}")
         choices.append(ChunkChoice(
             c.get("index", 0),
-            Delta(d.get("role"), d.get("content"), d.get("reasoning_content") or d.get("reasoning"),
+            Delta(d.get("role"), content, reasoning,
                   _decode_call_deltas(calls) if calls else None, d.get("refusal")),
             None if reason is None else _FINISH.get(reason, reason),
             c.get("logprobs"),
