@@ -467,3 +467,12 @@ def test_fake_gemini_handler(gemini, server):
     response = collect(gemini.chat_completion_stream(model=fake_gemini.MODEL, messages="hi"))
     assert [(c.function.name, json.loads(c.function.arguments)) for c in response.tool_calls] == [("f", {"a": [1]})]
     assert response.message.provider_fields["gemini"]["parts"][0]["thoughtSignature"] == fake_gemini.SIGNATURE
+
+
+def test_long_answer_keeps_one_merged_text_part(gemini, server):
+    """5,000 text events (past the 256-piece compaction of a text run) give the
+    whole text once in content and once as the kept part."""
+    pieces = [f"w{i} " for i in range(5000)]
+    response = collect(stream(gemini, server, fake_gemini.stream_body(pieces)))
+    assert response.text == "".join(pieces)
+    assert response.message.provider_fields["gemini"]["parts"] == [{"text": "".join(pieces)}]

@@ -366,28 +366,52 @@ def decode_usage(obj: Mapping[str, Any]) -> Usage:
 
 def _plain_text(part: Mapping[str, Any]) -> bool:
     # A text part with nothing else but a ``thought`` flag (no signature): safe to merge.
-    return "text" in part and all(k in ("text", "thought") for k in part)
+    return "text" in part and (len(part) == 1 or (len(part) == 2 and "thought" in part))
 
 
 class _Candidate:
-    """What one candidate has sent so far."""
+    """What one candidate has sent so far: its parts, in order, for the next turn.
 
-    __slots__ = ("parts", "calls", "finished")
+    A run of plain text parts (no signature, same ``thought`` flag) becomes one
+    part; its pieces are joined only when the parts are taken (:meth:`taken`),
+    so a long answer costs linear time, not a string copy per event."""
+
+    __slots__ = ("parts", "run", "thought", "calls", "finished")
 
     def __init__(self) -> None:
-        self.parts: List[Dict[str, Any]] = []  # its original parts, plain text runs merged
+        self.parts: List[Dict[str, Any]] = []
+        self.run: Optional[List[str]] = None  # text pieces of parts[-1], a plain text part still growing
+        self.thought = False  # the thought flag of that run
         self.calls = 0  # function calls made
         self.finished = False
 
     def keep(self, part: Dict[str, Any]) -> None:
-        if _plain_text(part):
-            if not part["text"]:
+        if "text" in part and (len(part) == 1 or (len(part) == 2 and "thought" in part)):  # _plain_text
+            text = part["text"]
+            if not text:
                 return  # an empty unsigned text part carries nothing
-            last = self.parts[-1] if self.parts else None
-            if last is not None and _plain_text(last) and bool(last.get("thought")) == bool(part.get("thought")):
-                last["text"] += part["text"]
+            thought = bool(part.get("thought"))
+            if self.run is not None and thought == self.thought:
+                self.run.append(text)
+                if len(self.run) >= 256:
+                    self.run[:] = ["".join(self.run)]
                 return
+            self._close()
+            self.parts.append(dict(part))
+            self.run, self.thought = [text], thought
+            return
+        self._close()
         self.parts.append(dict(part))
+
+    def _close(self) -> None:
+        if self.run is not None:
+            self.parts[-1]["text"] = "".join(self.run)
+            self.run = None
+
+    def taken(self) -> List[Dict[str, Any]]:
+        """Copies of the parts so far, text runs joined."""
+        self._close()
+        return [dict(p) for p in self.parts]
 
 
 _EMPTY: Dict[str, Any] = {}
@@ -425,8 +449,8 @@ class GeminiStreamDecoder(BaseStreamDecoder):
         self._candidates: Dict[int, _Candidate] = {}
         self._finished = 0
         self._blocked = False
-        self._usage: Optional[Usage] = None
-        self._reported: Optional[Usage] = None
+        self._usage: Optional[Mapping[str, Any]] = None  # the latest usageMetadata (cumulative)
+        self._reported: Optional[Mapping[str, Any]] = None  # the one last reported
 
     @property
     def complete(self) -> bool:
@@ -436,52 +460,66 @@ class GeminiStreamDecoder(BaseStreamDecoder):
         obj = json.loads(event.data)
         if not isinstance(obj, dict):
             raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-        if is_error_payload(obj):
+        if "error" in obj and is_error_payload(obj):
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
         return self.chunk(obj)
 
     def chunk(self, obj: Mapping[str, Any], final: bool = False) -> Optional[ChatCompletionChunk]:
         """One ``GenerateContentResponse`` as a chunk (None when it carries nothing
-        new); ``final`` treats every candidate as finished (a whole, non-streamed answer)."""
+        new); ``final`` treats every candidate as finished (a whole, non-streamed answer).
+
+        The hot path of streaming (once per event): plain dict lookups; usage is
+        decoded only when it is reported."""
         choices = []
-        for position, cand in enumerate(obj.get("candidates") or ()):
+        position = 0
+        for cand in obj.get("candidates") or ():
             index = cand.get("index", position)
+            position += 1
             state = self._candidates.get(index)
             first = state is None
             if first:
                 state = self._candidates[index] = _Candidate()
-            text: List[str] = []
-            reasoning: List[str] = []
-            calls: List[ToolCallDelta] = []
+            text = reasoning = None
+            calls = None
             for part in (cand.get("content") or _EMPTY).get("parts") or ():
                 state.keep(part)
-                call = part.get("functionCall")
-                if call is not None:
+                piece = part.get("text")
+                if piece:
+                    if part.get("thought"):
+                        reasoning = piece if reasoning is None else reasoning + piece
+                    else:
+                        text = piece if text is None else text + piece
+                elif "functionCall" in part:
+                    call = part["functionCall"]
+                    if calls is None:
+                        calls = []
                     calls.append(ToolCallDelta(
                         state.calls, call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "function",
                         FunctionCallDelta(call.get("name") or "",
                                           json.dumps(call.get("args") or {}, ensure_ascii=False))))
                     state.calls += 1
-                elif part.get("text"):
-                    (reasoning if part.get("thought") else text).append(part["text"])
             reason = cand.get("finishReason")
-            delta = Delta("assistant" if first else None, "".join(text) or None, "".join(reasoning) or None,
-                          calls or None)
+            delta = Delta("assistant" if first else None, text, reasoning, calls)
             if (reason is not None or final) and not state.finished:
                 state.finished = True
                 self._finished += 1
-                delta.provider_fields = {"gemini": {"parts": [dict(p) for p in state.parts]}}
-            choices.append(ChunkChoice(index, delta, finish_reason(reason, state.calls > 0)))
-        feedback = obj.get("promptFeedback") or _EMPTY
-        if not choices and feedback.get("blockReason") and not self._blocked:
-            self._blocked = True
-            choices.append(ChunkChoice(0, Delta("assistant"), "content_filter"))
+                delta.provider_fields = {"gemini": {"parts": state.taken()}}
+                reason = finish_reason(reason, state.calls > 0)
+            elif reason is not None:
+                reason = finish_reason(reason, state.calls > 0)
+            choices.append(ChunkChoice(index, delta, reason))
+        if not choices:
+            feedback = obj.get("promptFeedback")
+            if feedback and feedback.get("blockReason") and not self._blocked:
+                self._blocked = True
+                choices.append(ChunkChoice(0, Delta("assistant"), "content_filter"))
         metadata = obj.get("usageMetadata")
         if metadata:
-            self._usage = decode_usage(metadata)
+            self._usage = metadata
         usage = None
         if self._usage is not None and self._usage != self._reported and (final or self.complete):
-            usage = self._reported = self._usage
+            self._reported = self._usage
+            usage = decode_usage(self._usage)
         if not choices and usage is None:
             return None
         return ChatCompletionChunk(obj.get("responseId"), obj.get("modelVersion"), choices, usage)
