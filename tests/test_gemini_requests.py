@@ -76,7 +76,8 @@ def test_base_url_query_is_kept(server):
     with Client("gemini", api_key=TEST_KEY, base_url=server.url + "/proxy/v1beta?tenant=t1",
                 options=ConnectionOptions(max_retries=0)) as client:
         assert collect(client.chat_completion_stream(model="gemini-2.5-flash", messages="hi")).text == "ok"
-        assert server.requests[-1].path == "/proxy/v1beta/models/gemini-2.5-flash:streamGenerateContent?tenant=t1&alt=sse"
+        assert server.requests[-1].path == (
+            "/proxy/v1beta/models/gemini-2.5-flash:streamGenerateContent?tenant=t1&alt=sse")
 
 
 def test_multi_turn_system_and_merged_turns(gemini, server):
@@ -321,7 +322,8 @@ def test_tool_conversation_round_trips_the_thought_signature(gemini, server):
     final = collect(gemini.chat_completion_stream(request.with_changes(messages=history)))
     assert problems == []
     assert final.text == "It is 21 degrees in France." and final.finish_reason == "stop"
-    assert [r.path for r in server.requests] == ["/v1beta/models/gemini-3-pro-preview:streamGenerateContent?alt=sse"] * 2
+    path = "/v1beta/models/gemini-3-pro-preview:streamGenerateContent?alt=sse"
+    assert [r.path for r in server.requests] == [path, path]
     sent_part = server.requests[-1].json()["contents"][1]["parts"][0]
     assert sent_part["thoughtSignature"] == recorded_part["thoughtSignature"]
     assert sent_part["thoughtSignature"].startswith("EpwICpkIAXLI2nx")

@@ -364,11 +364,6 @@ def decode_usage(obj: Mapping[str, Any]) -> Usage:
                  obj.get("cachedContentTokenCount"))
 
 
-def _plain_text(part: Mapping[str, Any]) -> bool:
-    # A text part with nothing else but a ``thought`` flag (no signature): safe to merge.
-    return "text" in part and (len(part) == 1 or (len(part) == 2 and "thought" in part))
-
-
 class _Candidate:
     """What one candidate has sent so far: its parts, in order, for the next turn.
 
@@ -386,7 +381,9 @@ class _Candidate:
         self.finished = False
 
     def keep(self, part: Dict[str, Any]) -> None:
-        if "text" in part and (len(part) == 1 or (len(part) == 2 and "thought" in part)):  # _plain_text
+        """Add one part as received (a copy); an empty unsigned text part is dropped."""
+        # Plain text (nothing but "text" and a "thought" flag, no signature) may be merged.
+        if "text" in part and (len(part) == 1 or (len(part) == 2 and "thought" in part)):
             text = part["text"]
             if not text:
                 return  # an empty unsigned text part carries nothing
@@ -427,7 +424,8 @@ class GeminiStreamDecoder(BaseStreamDecoder):
     :func:`finish_reason`. The chunk carrying a candidate's ``finishReason`` also
     carries ``delta.provider_fields = {"gemini": {"parts": [...]}}``: every part of
     that candidate in order (thought signatures where they came, unsigned text
-    runs merged) for the next turn. ``usageMetadata`` is cumulative: it is
+    runs merged; parts llmlib has no field for, such as ``inlineData`` or
+    ``executableCode``, kept there only) for the next turn. ``usageMetadata`` is cumulative: it is
     reported once, on the chunk that completes the answer (or a later chunk
     whose usage differs). ``promptFeedback.blockReason`` without candidates
     finishes choice 0 with ``"content_filter"``.
@@ -454,9 +452,11 @@ class GeminiStreamDecoder(BaseStreamDecoder):
 
     @property
     def complete(self) -> bool:
+        """True once every candidate has sent its ``finishReason`` (or the prompt was blocked)."""
         return self._blocked or (self._finished >= self._expected and self._finished == len(self._candidates))
 
     def decode(self, event: Any) -> Optional[ChatCompletionChunk]:
+        """The chunk of one SSE event (its ``data``, a ``GenerateContentResponse``), or None."""
         obj = json.loads(event.data)
         if not isinstance(obj, dict):
             raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
