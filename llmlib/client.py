@@ -8,7 +8,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import requests
 
-from llmlib import deadline, local
+from llmlib import deadline
 from llmlib.cancel import CancelToken
 from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, LLMError, NotFoundError
 from llmlib.error_mapping import error_from_payload, error_from_response, is_error_payload
@@ -62,11 +62,12 @@ class Client:
             )
         check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
         url = base_url or os.environ.get(spec.base_url_env) or spec.base_url
-        if url is None and spec.name != "local":
-            raise ConfigurationError(f"{spec.name} has no default base URL; pass base_url=...")
         self._base_url = url.rstrip("/") if url else None
 
         self._protocol = protocol_for(spec)  # imports the protocol's module now, not with llmlib
+        if self._base_url is None and not self._protocol.finds_base_url:
+            raise ConfigurationError(f"{spec.name} has no default base URL; pass base_url=... "
+                                     f"or set {spec.base_url_env}")
         header, value = self._protocol.auth(api_key)
         self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value,
                                     secrets=Secrets(api_key, self.options.headers, url or "",
@@ -82,12 +83,10 @@ class Client:
     @property
     def base_url(self) -> str:
         """The API root requests go to (for ``local``, starting its server on first use)."""
-        if self._base_url is None:
-            return local.base_url()
-        return self._base_url
+        return self._protocol.base_url(self._base_url)
 
     def __repr__(self) -> str:
-        return self._transport.scrub(f"Client(provider={self.provider!r}, base_url={self._base_url or '<local, lazy>'!r})")
+        return self._transport.scrub(f"Client(provider={self.provider!r}, base_url={self._base_url or '<started on first use>'!r})")
 
     def close(self) -> None:
         """Close the pooled connections. The Client is not used after this."""
@@ -103,8 +102,9 @@ class Client:
 
     def _build(self, request: Optional[ChatCompletionRequest], kwargs: dict) -> ChatCompletionRequest:
         if request is None:
-            if self.provider == "local":
-                kwargs.setdefault("model", local.selected()[0])
+            default = self._protocol.default_model()
+            if default is not None:
+                kwargs.setdefault("model", default)
             try:
                 return ChatCompletionRequest(**kwargs)
             except TypeError as exc:
@@ -233,8 +233,6 @@ class Client:
             models.extend(found)
             if not page:
                 break
-        if self.provider == "local":
-            models = [local.describe(m) for m in models]
         return models
 
     def model_info(self, model: str) -> ModelInfo:

@@ -24,15 +24,32 @@ __all__ = ["collect", "events", "ContentDelta", "ReasoningDelta", "ToolCallStart
            "UsageReport", "Done", "StreamEvent", "Accumulator"]
 
 
-_COMPACT = 256  # text pieces kept before they are joined into one string
+_COMPACT = 256  # small text pieces kept before they are joined into one block
 
 
-def _append(pieces: List[str], text: str) -> None:
-    # Join every _COMPACT pieces into one string: a long answer then costs about
-    # a byte per character, not a str object (~50 bytes) per streamed token.
-    pieces.append(text)
-    if len(pieces) >= _COMPACT:
-        pieces[:] = ["".join(pieces)]
+class _Text:
+    """Text received in pieces. Every :data:`_COMPACT` pieces are joined into one
+    block (only those: earlier blocks are never copied again), so a long answer
+    costs about a byte per character, not a str object (~50 bytes) per token."""
+
+    __slots__ = ("blocks", "small")
+
+    def __init__(self) -> None:
+        self.blocks: List[str] = []
+        self.small: List[str] = []
+
+    def add(self, text: str) -> None:
+        small = self.small
+        small.append(text)
+        if len(small) >= _COMPACT:
+            self.blocks.append("".join(small))
+            small.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks or self.small)
+
+    def value(self) -> str:
+        return "".join(self.blocks) + "".join(self.small)
 
 
 class _ChoiceState:
@@ -41,9 +58,9 @@ class _ChoiceState:
     def __init__(self) -> None:
         self.fields: Optional[Dict[str, Any]] = None
         self.role: Optional[str] = None
-        self.content: List[str] = []
-        self.reasoning: List[str] = []
-        self.refusal: List[str] = []
+        self.content = _Text()
+        self.reasoning = _Text()
+        self.refusal = _Text()
         self.calls: Dict[int, List] = {}  # index -> [id, type, name, [argument pieces]]
         self.finish_reason: Optional[str] = None
 
@@ -88,11 +105,11 @@ class Accumulator:
             if delta.role:
                 state.role = delta.role
             if delta.content:
-                _append(state.content, delta.content)
+                state.content.add(delta.content)
             if delta.reasoning_content:
-                _append(state.reasoning, delta.reasoning_content)
+                state.reasoning.add(delta.reasoning_content)
             if delta.refusal:
-                _append(state.refusal, delta.refusal)
+                state.refusal.add(delta.refusal)
             if delta.provider_fields:
                 if state.fields is None:
                     state.fields = {}
@@ -100,7 +117,7 @@ class Accumulator:
             for call in delta.tool_calls or ():
                 entry = state.calls.get(call.index)
                 if entry is None:
-                    entry = state.calls[call.index] = [None, None, None, []]
+                    entry = state.calls[call.index] = [None, None, None, _Text()]
                 if call.id:
                     entry[0] = call.id
                 if call.type:
@@ -110,7 +127,7 @@ class Accumulator:
                     # Sent once by most providers, repeated by some, in pieces by a few.
                     entry[2] = name if entry[2] is None else entry[2] + name
                 if call.function.arguments:
-                    _append(entry[3], call.function.arguments)
+                    entry[3].add(call.function.arguments)
             if choice.finish_reason is not None:
                 state.finish_reason = choice.finish_reason
 
@@ -119,15 +136,15 @@ class Accumulator:
         for index in sorted(self._choices):
             s = self._choices[index]
             calls = tuple(
-                ToolCall(e[0] or "", FunctionCall(e[2] or "", "".join(e[3])), e[1] or "function")
+                ToolCall(e[0] or "", FunctionCall(e[2] or "", e[3].value()), e[1] or "function")
                 for _, e in sorted(s.calls.items())
             )
             message = Message(
                 s.role or "assistant",
-                "".join(s.content) if s.content or not calls else None,
+                s.content.value() if s.content or not calls else None,
                 calls or None,
-                reasoning_content="".join(s.reasoning) if s.reasoning else None,
-                refusal="".join(s.refusal) if s.refusal else None,
+                reasoning_content=s.reasoning.value() if s.reasoning else None,
+                refusal=s.refusal.value() if s.refusal else None,
                 provider_fields=s.fields,
             )
             choices.append(Choice(index, message, s.finish_reason))

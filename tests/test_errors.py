@@ -21,7 +21,7 @@ CASES = {
     "anthropic_docs_error_shape_404.json": (404, errors.NotFoundError, "could not be found"),
     "cohere_404_embed.json": (404, errors.NotFoundError, "nonexistent"),
     "deepseek_400_responses_octet_stream.txt": (400, errors.BadRequestError, "No tool output"),
-    "gemini_400_api_key_invalid_THIRDPARTY.json": (400, errors.BadRequestError, "API key not valid"),
+    "gemini_400_api_key_invalid_THIRDPARTY.json": (400, errors.AuthenticationError, "API key not valid"),
     "gemini_404_not_found.json": (404, errors.NotFoundError, "gemini-3.6-flahs"),
     "gemini_429_resource_exhausted_retryinfo.json": (429, errors.RateLimitError, "quota"),
     "groq_400_tool_use_failed.json": (400, errors.BadRequestError, "Tool call validation failed"),

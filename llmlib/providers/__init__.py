@@ -129,7 +129,7 @@ SPECS: Dict[str, ProviderSpec] = {
         _openai_compatible("vllm", "http://127.0.0.1:8000/v1", docs="https://docs.vllm.ai/"),
         _openai_compatible("llamacpp", "http://127.0.0.1:8080/v1",
                            docs="https://github.com/ggml-org/llama.cpp/tree/master/tools/server"),
-        ProviderSpec("local", "openai", None, (),
+        ProviderSpec("local", "local", None, (),
                      docs="https://llama-cpp-python.readthedocs.io/en/latest/server/"),
     ]
 }

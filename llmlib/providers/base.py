@@ -11,6 +11,8 @@ the contract is small:
                             into events (:mod:`llmlib.framing`)
 ``auth(api_key)``           the ``(header, value)`` that carries the key
 ``default_headers()``       headers sent with every request (``anthropic-version``)
+``base_url(configured)``    the API root (default: the configured one)
+``default_model()``         the model of a request that names none (default: None)
 ``chat_request(...)``       a chat call as an :class:`HTTPRequest`
 ``stream_decoder(...)``     a :class:`StreamDecoder`: events in, chunks out, with
                             the protocol's end-of-stream rule
@@ -36,6 +38,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attrs
 
+from llmlib.errors import ConfigurationError
 from llmlib.providers import ProviderSpec
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
 
@@ -92,6 +95,9 @@ class Protocol:
 
     #: How a streamed body is framed: ``"sse"`` (Server-Sent Events) or ``"ndjson"``.
     framing: str = "sse"
+    #: True when :meth:`base_url` finds an API root with none configured (the
+    #: local model starts its server); otherwise a Client without one is refused.
+    finds_base_url: bool = False
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
@@ -109,6 +115,18 @@ class Protocol:
     def default_headers(self) -> Dict[str, str]:
         """Headers sent with every request of this protocol (none by default)."""
         return {}
+
+    def base_url(self, configured: Optional[str]) -> str:
+        """The API root requests go to: ``configured`` (the ``base_url`` argument,
+        ``<NAME>_BASE_URL``, or the table's default). Raises ConfigurationError
+        when there is none. A protocol may find or start one (the local model)."""
+        if configured is None:
+            raise ConfigurationError(f"{self.provider} has no default base URL; pass base_url=...")
+        return configured
+
+    def default_model(self) -> Optional[str]:
+        """The model used when a request names none; None: the caller must name one."""
+        return None
 
     def chat_request(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> HTTPRequest:
         """The HTTP request of a chat call. Raises ConfigurationError, naming the
