@@ -540,13 +540,16 @@ class Transport:
 
     def __init__(self, options: ConnectionOptions, provider: str, *, auth_header: Optional[str] = None,
                  auth_value: Optional[str] = None, secrets: Optional[Secrets] = None,
-                 headers: Optional[Mapping[str, str]] = None) -> None:
+                 headers: Optional[Mapping[str, str]] = None,
+                 auth: Optional[requests.auth.AuthBase] = None) -> None:
         self.options = options
         self.provider = provider
         self._headers = dict(headers or {})  # the protocol's own (anthropic-version...); options.headers win
         self.secrets = secrets if secrets is not None else Secrets(headers=options.headers)
         weakref.finalize(self, self.secrets.close)  # an unclosed Client's secrets leave the log filter too
-        self._auth = _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth()
+        # ``auth``: a protocol's own AuthBase, run on each request (Azure's Entra ID tokens), instead of a header.
+        self._auth = auth if auth is not None else (
+            _KeyAuth(auth_header, auth_value) if auth_header and auth_value else _NoAuth())
         self._lock = threading.Lock()
         self.session = self._session(options.max_retries)
         self._no_retry_session: Optional[requests.Session] = None
