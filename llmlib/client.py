@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
 
 import requests
 
@@ -28,6 +30,31 @@ _ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body read for its message
 _MAX_MODEL_PAGES = 100  # pages of a paginated model listing read at most
 
 
+_OPTION_ALIASES = {"default_headers": "headers"}
+
+
+def _option_changes(keywords: dict) -> dict:
+    """``Client(...)`` keywords as ConnectionOptions fields (``default_headers`` is ``headers``)."""
+    import attrs
+
+    fields = {f.name for f in attrs.fields(ConnectionOptions)}
+    changes = {}
+    for name, value in keywords.items():
+        field = _OPTION_ALIASES.get(name, name)
+        if field not in fields:
+            raise ConfigurationError(f"Client() got an unknown keyword {name!r}; options are "
+                                     f"{', '.join(sorted(fields))} (or pass options=ConnectionOptions(...))")
+        changes[field] = value
+    return changes
+
+
+def _check_base_url(url: str, where: str) -> None:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ConfigurationError(f"{where}={url!r} is not an http(s) URL: write it with its scheme, "
+                                 f"e.g. 'http://{url.split('://')[-1] or '127.0.0.1:8080/v1'}'")
+
+
 class Client:
     """A blocking client for one provider.
 
@@ -41,18 +68,27 @@ class Client:
     close it (or use ``with Client(...) as client:``) when done. The API key never
     appears in a repr, an exception or a log record.
 
-    Raises ConfigurationError for an unknown provider, or a missing key (naming
-    the variable to set).
+    The common options may also be given as keywords, as openai-python takes
+    them: ``Client("openai", timeout=30, max_retries=5)`` (``timeout``,
+    ``max_retries``, ``proxy``, ``headers`` or ``default_headers``); they override
+    the same fields of ``options``.
+
+    Raises ConfigurationError for an unknown provider, a missing key (naming
+    the variable to set), a ``base_url`` that is not an ``http(s)://`` URL, or a
+    bad option.
     """
 
     def __init__(self, provider: Union[str, Provider], api_key: Optional[str] = None,
-                 base_url: Optional[str] = None, options: Optional[ConnectionOptions] = None) -> None:
+                 base_url: Optional[str] = None, options: Optional[ConnectionOptions] = None,
+                 **option_keywords: Any) -> None:
         spec = spec_for(provider)
         self._spec = spec
         self.provider: str = spec.name
         self.options = options if options is not None else ConnectionOptions()
         if not isinstance(self.options, ConnectionOptions):
             raise ConfigurationError("options must be a llmlib.ConnectionOptions")
+        if option_keywords:
+            self.options = self.options.with_changes(**_option_changes(option_keywords))
         if api_key is None:
             api_key = next((os.environ[v] for v in spec.key_env if os.environ.get(v)), None)
         if spec.needs_key and not api_key:
@@ -60,16 +96,25 @@ class Client:
                 f"no API key for {spec.name}: set {' or '.join(spec.key_env)} in the environment, "
                 f"or pass Client({spec.name!r}, api_key=...)"
             )
-        check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
+        if not callable(api_key):  # a token provider: for a protocol whose auth() takes one (azure)
+            check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
         url = base_url or os.environ.get(spec.base_url_env) or spec.base_url
+        if url is not None:
+            _check_base_url(url, "base_url" if base_url else spec.base_url_env)
         self._base_url = url.rstrip("/") if url else None
 
         self._protocol = protocol_for(spec)  # imports the protocol's module now, not with llmlib
         if self._base_url is None and not self._protocol.finds_base_url:
             raise ConfigurationError(f"{spec.name} has no default base URL; pass base_url=... "
                                      f"or set {spec.base_url_env}")
-        header, value = self._protocol.auth(api_key)
-        self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value,
+        auth = self._protocol.auth(api_key)  # (header, value), or a requests AuthBase run on each request
+        if isinstance(auth, requests.auth.AuthBase):
+            header = value = None
+        else:
+            if callable(api_key):
+                check_api_key(api_key, spec.name)  # this protocol takes no token provider: "must be a str"
+            (header, value), auth = auth, None
+        self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value, auth=auth,
                                     secrets=Secrets(api_key, self.options.headers, url or "",
                                                     proxy=self.options.proxy),
                                     headers=self._protocol.default_headers())
@@ -179,13 +224,26 @@ class Client:
         token = CancelToken()
         return self.chat_completion_stream(request, cancel=token, **kwargs), token
 
-    def quick_chat_text(self, model: Optional[str], prompt: str, *, system: Optional[str] = None,
-                        **kwargs: Any) -> str:
+    def quick_chat_text(self, model_or_prompt: Optional[str], prompt: Optional[str] = None, *,
+                        system: Optional[str] = None, **kwargs: Any) -> str:
         """The text of a one-turn chat: ``prompt`` as the user message, optionally
-        after a ``system`` message. Raises like :meth:`chat_completion`."""
+        after a ``system`` message.
+
+        ``quick_chat_text("gpt-4o", "What is ownership?")``, or with the model as a
+        keyword, ``quick_chat_text("What is ownership?", model="gpt-4o")``, or no
+        model at all where the provider has a default (``local``). Raises like
+        :meth:`chat_completion`; ConfigurationError when no model is known.
+        """
+        if prompt is None:
+            prompt = model_or_prompt
+        elif model_or_prompt is not None:
+            kwargs["model"] = model_or_prompt
+        if not isinstance(prompt, str):
+            raise ConfigurationError("quick_chat_text needs a prompt string")
         messages = ([Message.system(system)] if system else []) + [Message.user(prompt)]
-        if model is not None:
-            kwargs["model"] = model
+        if "model" not in kwargs and self._protocol.default_model() is None:
+            raise ConfigurationError(f"{self.provider} has no default model: pass model=..., e.g. "
+                                     f"client.quick_chat_text({prompt[:20]!r}, model=...)")
         return self.chat_completion(messages=messages, **kwargs).text
 
     # ------------------------------------------------------------ batches
@@ -288,8 +346,24 @@ class Client:
 
     def _status_error(self, response: requests.Response, token: Optional[CancelToken]) -> APIStatusError:
         body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True, cancel=token)
-        return error_from_response(response.status_code, response.headers, body,
-                                   provider=self.provider, scrub=self._transport.scrub)
+        error = error_from_response(response.status_code, response.headers, body,
+                                    provider=self.provider, scrub=self._transport.scrub)
+        hint = self._base_url_hint() if response.status_code == 404 else None
+        if hint:
+            error.message = f"{error.message} ({hint})"
+            error.args = (error.message,) + error.args[1:]
+        return error
+
+    def _base_url_hint(self) -> Optional[str]:
+        """For a 404: a base_url whose path lacks the API version the provider's
+        default has (``http://host:8080`` for ``.../v1``) is the likely cause."""
+        default, base = self._spec.base_url or "", self._base_url or ""
+        version = re.search(r"/v\d+\w*$", urlsplit(default).path)
+        path = urlsplit(base).path
+        if version and not re.search(r"/v\d+\w*(/|$)", path):
+            return (f"base_url {self._transport.scrub(base)!r} has no API version in its path: "
+                    f"did you mean '{self._transport.scrub(base)}{version.group(0)}'?")
+        return None
 
     def _check_status(self, response: requests.Response, token: Optional[CancelToken]) -> None:
         """Raise for an error status, or for a redirect that was not followed. The

@@ -86,6 +86,36 @@ def _data_url(path: Union[str, "os.PathLike[str]"], mime: Optional[str], kind: s
     return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}", mime, os.path.basename(path)
 
 
+_AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+
+
+def _part_from_dict(part: Mapping[str, Any]) -> ContentPart:
+    """One OpenAI content part (``{"type": "text", "text": ...}``, ``image_url``,
+    ``input_audio``, ``file``) as a :class:`ContentPart`."""
+    kind = part.get("type")
+    try:
+        if kind == "text":
+            return ContentPart("text", text=str(part["text"]), cache_control=part.get("cache_control"))
+        if kind == "image_url":
+            image = part["image_url"]
+            url = image if isinstance(image, str) else image["url"]
+            mime = url[5:].split(";", 1)[0] if url.startswith("data:") else None
+            return ContentPart("image", url=url, mime=mime, cache_control=part.get("cache_control"))
+        if kind == "input_audio":
+            audio = part["input_audio"]
+            mime = _AUDIO_MIME.get(audio.get("format", "wav"), f"audio/{audio.get('format')}")
+            return ContentPart("audio", url=f"data:{mime};base64,{audio['data']}", mime=mime)
+        if kind == "file":
+            file = part["file"]
+            data = file.get("file_data") or ""
+            mime = data[5:].split(";", 1)[0] if data.startswith("data:") else "application/pdf"
+            return ContentPart("document", url=data or None, mime=mime, name=file.get("filename"))
+    except (KeyError, TypeError) as exc:
+        raise ConfigurationError(f"content part {dict(part)!r:.120} is missing {exc}; see "
+                                 "https://platform.openai.com/docs/api-reference/chat/create") from None
+    raise ConfigurationError(f"unknown content part type {kind!r}; use text, image_url, input_audio or file")
+
+
 def _to_parts(value: Any) -> Tuple[ContentPart, ...]:
     if isinstance(value, tuple) and all(isinstance(p, ContentPart) for p in value):
         return value
@@ -95,6 +125,8 @@ def _to_parts(value: Any) -> Tuple[ContentPart, ...]:
         return (value,)
     if isinstance(value, Content):
         return value.parts
+    if isinstance(value, Mapping):
+        return (_part_from_dict(value),)
     if isinstance(value, Iterable):
         parts: list = []
         for item in value:
@@ -209,8 +241,23 @@ class ToolCall:
         return cls(id, FunctionCall(name, arguments))
 
 
+def _tool_call(value: Any) -> "ToolCall":
+    if isinstance(value, ToolCall):
+        return value
+    if isinstance(value, Mapping):
+        function = value.get("function") or {}
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str):  # a dict, as some SDKs build it
+            import json
+
+            arguments = json.dumps(arguments)
+        return ToolCall(str(value.get("id") or ""), FunctionCall(str(function.get("name") or ""), arguments),
+                        value.get("type") or "function")
+    raise ConfigurationError(f"a tool call must be a ToolCall or an OpenAI-style dict, not {type(value).__name__}")
+
+
 def _to_tool_calls(value: Any) -> Optional[Tuple[ToolCall, ...]]:
-    return None if value is None else tuple(value)
+    return None if value is None else tuple(_tool_call(v) for v in value)
 
 
 @attrs.frozen
@@ -225,6 +272,21 @@ class Tool:
     description: Optional[str] = None
     parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
     strict: Optional[bool] = None
+
+    @classmethod
+    def of(cls, value: Any) -> "Tool":
+        """A Tool from a Tool or an OpenAI-style dict (``{"type": "function",
+        "function": {"name", "description", "parameters", "strict"}}``, or the
+        inner function object). Raises ConfigurationError for anything else."""
+        if isinstance(value, Tool):
+            return value
+        if isinstance(value, Mapping):
+            function = value.get("function", value) if value.get("type", "function") == "function" else None
+            if isinstance(function, Mapping) and isinstance(function.get("name"), str) and function["name"]:
+                return cls(function["name"], function.get("description"),
+                           function.get("parameters") or {"type": "object", "properties": {}}, function.get("strict"))
+        raise ConfigurationError(f"a tool must be a llmlib.Tool or an OpenAI-style dict "
+                                 f'{{"type": "function", "function": {{"name": ...}}}}, not {value!r:.120}')
 
     @classmethod
     def function(cls, name: str, description: Optional[str] = None,
@@ -264,6 +326,30 @@ class Message:
     refusal: Optional[str] = None
     provider_fields: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False)
     cache_control: Optional[Mapping[str, Any]] = None
+
+    @classmethod
+    def of(cls, value: Any) -> "Message":
+        """A Message from a Message, a ``str`` (a user turn) or an OpenAI-style dict
+        (``{"role": "user", "content": "Hello"}``; content as a string or a list of
+        parts; ``tool_calls``; ``tool_call_id``; ``name``). Raises
+        ConfigurationError naming what is wrong."""
+        if isinstance(value, Message):
+            return value
+        if isinstance(value, str):
+            return cls(Role.USER, value)
+        if isinstance(value, Mapping):
+            if "role" not in value:
+                raise ConfigurationError(f"a message dict needs a 'role': {dict(value)!r:.120}")
+            unknown = set(value) - {"role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content",
+                                    "refusal", "cache_control", "function_call", "audio", "annotations"}
+            if unknown:
+                raise ConfigurationError(f"unknown message field(s) {sorted(unknown)}; a message has role, "
+                                         "content, tool_calls, tool_call_id, name")
+            return cls(value["role"], value.get("content"), value.get("tool_calls"), value.get("tool_call_id"),
+                       value.get("reasoning_content"), value.get("name"), value.get("refusal"),
+                       cache_control=value.get("cache_control"))
+        raise ConfigurationError(f"a message must be a llmlib.Message, a str or a dict with 'role' and "
+                                 f"'content', not {type(value).__name__}")
 
     @classmethod
     def system(cls, content: Any) -> "Message":

@@ -15,10 +15,11 @@ Every other class here is a frozen value.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
+from llmlib.errors import ConfigurationError
 from llmlib.messages import Message, Tool
 
 __all__ = [
@@ -44,13 +45,56 @@ def _tuple(value: Any) -> Tuple[Any, ...]:
 
 
 def _messages(value: Any) -> Tuple[Message, ...]:
-    if isinstance(value, (str, Message)):
+    if isinstance(value, (str, Message, Mapping)):
+        value = [value]  # one message (a dict is one message, never its keys)
+    if not isinstance(value, (list, tuple)) and not hasattr(value, "__iter__"):
+        raise ConfigurationError(f"messages must be a list of messages, not {type(value).__name__}")
+    return tuple(Message.of(m) for m in value)
+
+
+def _tools(value: Any) -> Optional[Tuple[Tool, ...]]:
+    if value is None:
+        return None
+    if isinstance(value, (Tool, Mapping)):
         value = [value]
-    return tuple(Message.user(m) if isinstance(m, str) else m for m in value)
+    return tuple(Tool.of(t) for t in value)
 
 
-def _optional_tuple(value: Any) -> Optional[Tuple[Any, ...]]:
-    return None if value is None else tuple(value)
+def _tool_choice(value: Any) -> Optional[str]:
+    # OpenAI's {"type": "function", "function": {"name": ...}} means "this tool".
+    if isinstance(value, Mapping):
+        function = value.get("function")
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            return function["name"]
+        if isinstance(value.get("name"), str):
+            return value["name"]
+        raise ConfigurationError(f"tool_choice {dict(value)!r:.120} names no function; use \"auto\", "
+                                 "\"none\", \"required\", a tool name or {\"type\": \"function\", "
+                                 "\"function\": {\"name\": ...}}")
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"tool_choice must be a string or a dict, not {type(value).__name__}")
+    return value
+
+
+def _check(name: str, ok: Callable[[Any], bool], accepted: str) -> Callable[[Any, Any, Any], None]:
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is not None and not ok(value):
+            raise ConfigurationError(f"{name}={value!r} is not accepted: {name} must be {accepted}")
+    return check
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _check_messages(_inst: Any, _attr: Any, value: Tuple[Message, ...]) -> None:
+    if not value:
+        raise ConfigurationError("messages is empty: pass at least one message, e.g. messages=\"Hello\" "
+                                 "or [{\"role\": \"user\", \"content\": \"Hello\"}]")
 
 
 @attrs.frozen
@@ -70,22 +114,33 @@ class ChatCompletionRequest:
     body as they are, for options llmlib does not model.
     """
 
-    model: str
-    messages: Tuple[Message, ...] = attrs.field(converter=_messages)
-    max_tokens: Optional[int] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    n: Optional[int] = None
+    model: str = attrs.field(validator=_check("model", lambda v: isinstance(v, str) and bool(v.strip()),
+                                              "a non-empty model id string"))
+    messages: Tuple[Message, ...] = attrs.field(converter=_messages, validator=_check_messages)
+    max_tokens: Optional[int] = attrs.field(
+        default=None, validator=_check("max_tokens", lambda v: _whole(v) and v >= 1, "a whole number >= 1"))
+    temperature: Optional[float] = attrs.field(
+        default=None, validator=_check("temperature", lambda v: _number(v) and 0 <= v <= 2, "a number from 0 to 2"))
+    top_p: Optional[float] = attrs.field(
+        default=None, validator=_check("top_p", lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"))
+    n: Optional[int] = attrs.field(default=None, validator=_check("n", lambda v: _whole(v) and v >= 1,
+                                                                  "a whole number >= 1"))
     stop: Union[str, Sequence[str], None] = None
-    seed: Optional[int] = None
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    tools: Optional[Tuple[Tool, ...]] = attrs.field(default=None, converter=_optional_tuple)
-    tool_choice: Optional[str] = None
+    seed: Optional[int] = attrs.field(default=None, validator=_check("seed", _whole, "a whole number"))
+    presence_penalty: Optional[float] = attrs.field(
+        default=None, validator=_check("presence_penalty", lambda v: _number(v) and -2 <= v <= 2,
+                                       "a number from -2 to 2"))
+    frequency_penalty: Optional[float] = attrs.field(
+        default=None, validator=_check("frequency_penalty", lambda v: _number(v) and -2 <= v <= 2,
+                                       "a number from -2 to 2"))
+    tools: Optional[Tuple[Tool, ...]] = attrs.field(default=None, converter=_tools)
+    tool_choice: Optional[str] = attrs.field(default=None, converter=_tool_choice)
     parallel_tool_calls: Optional[bool] = None
     response_format: Optional[Mapping[str, Any]] = None
     reasoning_effort: Optional[str] = None
-    reasoning_budget: Optional[int] = None
+    reasoning_budget: Optional[int] = attrs.field(
+        default=None, validator=_check("reasoning_budget", lambda v: _whole(v) and v >= -1,
+                                       "a whole number of tokens >= 0, or -1 (dynamic, Gemini)"))
     user: Optional[str] = None
     extra_body: Optional[Mapping[str, Any]] = None
 
@@ -98,13 +153,19 @@ class ChatCompletionRequest:
 class Usage:
     """Token counts of one call. ``reasoning_tokens`` (part of
     ``completion_tokens``) and ``cached_tokens`` (part of ``prompt_tokens``) are
-    None when the provider does not report them."""
+    None when the provider does not report them.
+
+    ``raw`` is the provider's usage object as sent, for what these fields do not
+    hold (OpenRouter's ``cost`` and ``cost_details``, Groq's timings, Perplexity's
+    search counts...); set by the OpenAI-compatible protocols, None otherwise. It
+    takes no part in equality."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     reasoning_tokens: Optional[int] = None
     cached_tokens: Optional[int] = None
+    raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -216,6 +277,10 @@ class ChatCompletionChunk:
     ``choices`` may be empty (the usage-only last chunk); ``usage`` is set only on
     the last chunk. The shortcuts ``text``, ``role``, ``finish_reason`` and
     ``reasoning_content`` read ``choices[0]`` and give None when absent.
+    ``provider_fields`` holds the chunk's top-level keys llmlib has no field for,
+    as sent (OpenRouter's ``provider``, Groq's ``x_groq``, Perplexity's
+    ``citations`` and ``search_results``, llama.cpp's ``timings``...); None when
+    there are none.
     """
 
     id: Optional[str]
@@ -225,6 +290,7 @@ class ChatCompletionChunk:
     created: Optional[int] = None
     object: str = "chat.completion.chunk"
     system_fingerprint: Optional[str] = None
+    provider_fields: Optional[Dict[str, Any]] = None
 
     @property
     def text(self) -> Optional[str]:

@@ -1,0 +1,107 @@
+"""Input people already write (OpenAI-style dicts), checked before anything is
+sent, with errors that say what to change (issue 11)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmlib import ChatCompletionRequest, Client, ConfigurationError, Message, NotFoundError, collect
+from tests.conftest import TEST_KEY, make_client
+from tests.fake_openai import handler as openai_handler, response_json, stream_body
+
+
+def test_openai_style_dicts_are_accepted_everywhere(client, server):
+    seen = []
+
+    def handler(req, reply):
+        seen.append(req.json())
+        openai_handler(req, reply)
+
+    server.handler = handler
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                     {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "look", "arguments": '{"x": 1}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "a cat"},
+    ]
+    tools = [{"type": "function", "function": {"name": "look", "description": "Look.",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    response = client.chat_completion(model="m", messages=messages, tools=tools,
+                                      tool_choice={"type": "function", "function": {"name": "look"}},
+                                      response_format={"type": "json_object"})
+    assert response.text
+    sent = seen[0]
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "tool"]
+    assert sent["messages"][1]["content"][1] == {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    assert sent["messages"][2]["tool_calls"][0]["function"] == {"name": "look", "arguments": '{"x": 1}'}
+    assert sent["tools"][0]["function"]["name"] == "look"
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "look"}}
+    assert sent["response_format"] == {"type": "json_object"}
+
+
+def test_a_single_dict_is_one_message_not_its_keys(client, server):
+    seen = []
+    server.handler = lambda req, reply: (seen.append(req.json()), openai_handler(req, reply))
+    client.chat_completion(model="m", messages={"role": "user", "content": "Hello"})
+    assert seen[0]["messages"] == [{"role": "user", "content": "Hello"}]
+
+
+def test_dict_requests_survive_the_stream_batch(client, server):
+    server.handler = openai_handler
+    reqs = [ChatCompletionRequest(model="m", messages=[{"role": "user", "content": f"q{i}"}]) for i in range(3)]
+    got = {}
+    for index, item in client.chat_completion_stream_batch(reqs):
+        got[index] = got.get(index, "") + (item.text or "")
+    assert sorted(got) == [0, 1, 2] and all(got.values())
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_tokens", -5), ("max_tokens", 0), ("max_tokens", 1.5), ("max_tokens", True),
+    ("temperature", 3), ("temperature", -0.1), ("temperature", "hot"), ("top_p", 1.5),
+    ("n", 0), ("seed", 1.5), ("presence_penalty", 5), ("messages", []),
+    ("messages", [{"content": "no role"}]), ("messages", [{"role": "wizard", "content": "x"}]),
+    ("messages", [{"role": "user", "content": [{"type": "video", "url": "x"}]}]),
+    ("tools", [{"type": "function", "function": {}}]), ("tool_choice", {"type": "function"}),
+    ("model", ""),
+])
+def test_bad_fields_are_refused_before_sending_naming_the_field(server, field, value):
+    with make_client(server) as client:
+        kwargs = {"model": "m", "messages": "hi", field: value}
+        with pytest.raises(ConfigurationError) as info:
+            client.chat_completion(**kwargs)
+    assert field.rstrip("s") in str(info.value) or "role" in str(info.value) or "part" in str(info.value)
+    assert server.requests == []
+
+
+def test_a_base_url_without_a_scheme_is_refused_at_once():
+    with pytest.raises(ConfigurationError, match="http://127.0.0.1:8080/v1"):
+        Client("openai", api_key=TEST_KEY, base_url="127.0.0.1:8080/v1")
+
+
+def test_a_404_from_a_base_url_without_its_version_says_so(server):
+    server.handler = lambda req, reply: reply.json({"error": {"message": "not found"}}, status=404)
+    with Client("openai", api_key=TEST_KEY, base_url=server.url, max_retries=0) as client:
+        with pytest.raises(NotFoundError, match=r"did you mean '.*/v1'\?"):
+            client.chat_completion(model="m", messages="hi")
+
+
+def test_common_options_as_keywords(server):
+    with Client("openai", api_key=TEST_KEY, base_url=server.url + "/v1", timeout=7, max_retries=0,
+                default_headers={"X-Title": "mine"}) as client:
+        assert client.options.timeout.read == 7 and client.options.max_retries == 0
+        server.handler = openai_handler
+        client.chat_completion(model="m", messages="hi")
+    assert server.requests[0].headers["x-title"] == "mine"
+    with pytest.raises(ConfigurationError, match="unknown keyword 'tmeout'"):
+        Client("openai", api_key=TEST_KEY, tmeout=3)
+
+
+def test_quick_chat_text_with_the_model_as_a_keyword(client, server):
+    server.handler = openai_handler
+    assert client.quick_chat_text("What?", model="m") == client.quick_chat_text("m", "What?")
+    with pytest.raises(ConfigurationError, match="no default model"):
+        client.quick_chat_text("What?")
