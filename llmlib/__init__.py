@@ -49,7 +49,9 @@ from llmlib.types import (
     ChunkChoice,
     Delta,
     FunctionCallDelta,
+    HTTPInfo,
     ModelInfo,
+    RateLimits,
     ToolCallDelta,
     Usage,
 )
@@ -62,7 +64,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "Provider", "ConnectionOptions", "Timeout", "CancelToken",
     "ChatCompletionRequest", "ChatCompletionResponse", "ChatCompletionChunk", "Choice", "ChunkChoice",
-    "Delta", "ToolCallDelta", "FunctionCallDelta", "Usage", "ModelInfo",
+    "Delta", "ToolCallDelta", "FunctionCallDelta", "Usage", "ModelInfo", "HTTPInfo", "RateLimits",
     "Message", "Role", "Content", "ContentPart", "Tool", "ToolCall", "FunctionCall",
     "collect", "events",
     "LLMError", "ConfigurationError", "APIConnectionError", "APITimeoutError", "APIStatusError",

@@ -8,6 +8,7 @@ import re
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
+import attrs
 import requests
 
 from llmlib import deadline
@@ -22,7 +23,7 @@ from llmlib.providers.base import HTTPRequest
 from llmlib.redaction import Secrets, check_api_key, cut
 from llmlib.response_stream import ChunkStream, open_stream
 from llmlib.transport import Transport
-from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
+from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, HTTPInfo, ModelInfo
 
 __all__ = ["Client"]
 
@@ -182,7 +183,8 @@ class Client:
     def _chat(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
               retry: bool = True) -> ChatCompletionResponse:
         http = self._protocol.chat_request(self.base_url, req, stream=False)
-        return self._decode(self._protocol.decode_response, self._json(http, cancel, retry))
+        data, info = self._json(http, cancel, retry, with_http=True)
+        return attrs.evolve(self._decode(self._protocol.decode_response, data), http=info)
 
     def chat_completion_stream(self, request: Optional[ChatCompletionRequest] = None, *,
                                cancel: Optional[CancelToken] = None,
@@ -278,31 +280,42 @@ class Client:
 
     def list_models(self) -> List[ModelInfo]:
         """The models the provider offers, every page of its listing (OpenAI
-        protocol: ``GET /models``; see the provider's protocol module).
+        protocol: ``GET /models``; see the provider's protocol module), each
+        completed from llmlib's model table where the listing is silent
+        (:func:`llmlib.models.merge`: the listing wins wherever it says).
 
-        Raises like :meth:`chat_completion`; ConfigurationError for a provider
-        with no listing endpoint.
+        Raises like :meth:`chat_completion`; ConfigurationError, before sending
+        anything, for a provider with no listing endpoint (``perplexity``).
         """
-        models: List[ModelInfo] = []
+        from llmlib import models as known  # the table is read on first use
+
+        listed: List[ModelInfo] = []
         page: Optional[str] = None
         for _ in range(_MAX_MODEL_PAGES):
             data = self._json(self._protocol.models_request(self.base_url, page), None)
             found, page = self._decode(self._protocol.decode_models, data)
-            models.extend(found)
+            listed.extend(found)
             if not page:
                 break
-        return models
+        return [known.merge(self.provider, info, self._spec.protocol) for info in listed]
 
     def model_info(self, model: str) -> ModelInfo:
-        """What llmlib knows of ``model``, from the provider's model list.
+        """What llmlib knows of ``model``: its entry in the provider's listing
+        (:meth:`list_models`), merged with llmlib's model table. A model the
+        provider does not list, or any model of a provider with no listing
+        endpoint, is answered from the table alone (``raw`` then empty).
 
-        Raises NotFoundError when the provider does not list it.
+        Raises NotFoundError when neither the listing nor the table knows it;
+        otherwise like :meth:`list_models`.
         """
-        for info in self.list_models():
-            if info.id == model:
-                return info
-        raise NotFoundError(f"{self.provider} does not list a model named {model!r}; "
-                            "see client.list_models()", provider=self.provider, status_code=404)
+        from llmlib import models as known
+
+        base_url = self.base_url
+        try:
+            self._protocol.models_request(base_url)  # builds the request only; raises when there is no listing
+        except ConfigurationError:
+            return known.model_info(self.provider, model, (), has_listing=False)
+        return known.model_info(self.provider, model, self.list_models())
 
     # ------------------------------------------------------------ plumbing
 
@@ -318,7 +331,10 @@ class Client:
                 f"{cut(str(exc), 200, self._transport.scrub)})", provider=self.provider,
             ) from None
 
-    def _json(self, http: HTTPRequest, cancel: Optional[CancelToken] = None, retry: bool = True) -> Any:
+    def _json(self, http: HTTPRequest, cancel: Optional[CancelToken] = None, retry: bool = True,
+              with_http: bool = False) -> Any:
+        """Send ``http`` and return its decoded JSON body (with ``with_http``: the
+        pair ``(body, HTTPInfo)``). Raises the llmlib error tree."""
         token = deadline.start(self.options.timeout.total, cancel)
         try:
             response = self._transport.request(http.method, http.url, json=http.json, headers=http.headers,
@@ -342,7 +358,7 @@ class Client:
             # An error object inside a 200 body.
             raise error_from_payload(data, provider=self.provider, headers=response.headers,
                                      scrub=self._transport.scrub)
-        return data
+        return (data, HTTPInfo.of(response.status_code, response.headers)) if with_http else data
 
     def _status_error(self, response: requests.Response, token: Optional[CancelToken]) -> APIStatusError:
         body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True, cancel=token)
@@ -398,3 +414,72 @@ class Client:
             f"{first_bytes(body, 200, self._transport.scrub)!r}",
             provider=self.provider, status_code=response.status_code,
         )
+
+    # ------------------------------------------------------------ Responses API
+
+    def responses(self, model: Optional[str] = None, input: Any = None, *, cancel: Optional[CancelToken] = None,
+                  fallback: Optional[bool] = None, **kwargs: Any) -> Any:
+        """One call of OpenAI's Responses API: a :class:`llmlib.responses.ResponsesResult`
+        (``output_text``, ``function_calls``, ``reasoning_summary``, ``usage``, ``fallback``).
+
+        ``input``: a str, or a list of input items (dicts, Messages, an earlier
+        result's ``output`` items, ``FunctionCallOutput``). Keywords:
+        ``instructions``, ``tools``, ``tool_choice``, ``max_output_tokens``,
+        ``reasoning`` (``"low"`` or ``{"effort": ..., "summary": ...}``); any other is
+        sent as a body field (https://platform.openai.com/docs/api-reference/responses/create).
+        A provider without ``/responses`` (all but ``openai``) gets the call through
+        chat completions, and ``result.fallback`` is True; ``fallback=True`` or
+        ``False`` forces either way. Raises like :meth:`chat_completion`; for a failed
+        response its APIStatusError, for an incomplete one ResponseIncompleteError,
+        with ``.partial``.
+        """
+        from llmlib import responses_fallback as chat
+        from llmlib.providers import openai_responses as wire
+        from llmlib.responses import ResponsesRequest
+
+        req = ResponsesRequest.build(model or self._protocol.default_model(), input, kwargs)
+        if chat.applies(self._protocol, fallback):
+            return chat.result(self._chat(chat.chat_request(req), cancel), self.provider)
+        data = self._json(wire.http_request(self.base_url, req, stream=False), cancel)
+        return wire.checked(self._decode(wire.decode_response, data), self.provider, self._transport.scrub)
+
+    def responses_stream(self, model: Optional[str] = None, input: Any = None, *,
+                         cancel: Optional[CancelToken] = None, fallback: Optional[bool] = None,
+                         **kwargs: Any) -> Any:
+        """:meth:`responses`, streamed: a :class:`llmlib.responses.ResponseEventStream`
+        of typed events (ResponseCreated, OutputTextDelta, FunctionCallStart,
+        FunctionCallArgumentsDelta, ReasoningSummaryTextDelta..., ResponseCompleted
+        with usage); ``llmlib.responses.collect_responses(stream)`` gives the result.
+
+        Sent now, as :meth:`chat_completion_stream`: HTTP errors are raised by this
+        call; an ``error`` event, ``response.failed`` and ``response.incomplete`` from
+        the for-loop, with ``.partial``. ``stream.fallback`` is True when the events
+        come from chat completions (created, text, reasoning and tool-call deltas,
+        completed with usage).
+        """
+        from llmlib import responses_fallback as chat
+        from llmlib.providers import openai_responses as wire
+        from llmlib.responses import ResponseEventStream, ResponsesRequest
+
+        req = ResponsesRequest.build(model or self._protocol.default_model(), input, kwargs)
+        if chat.applies(self._protocol, fallback):
+            chunks = self.chat_completion_stream(chat.chat_request(req), cancel=cancel)
+            return chat.events(chunks, cancel, self.provider)
+        http = wire.http_request(self.base_url, req, stream=True)
+        token = deadline.start(self.options.timeout.total, cancel)
+        try:
+            response = self._transport.request(http.method, http.url, json=http.json, stream=True,
+                                               cancel=token, headers=http.headers)
+        except BaseException:
+            deadline.finish(token)
+            raise
+        try:
+            self._check_stream(response, token)
+        except BaseException:
+            response.close()
+            self._transport.finished()
+            deadline.finish(token)
+            raise
+        decoder = wire.StreamDecoder(self.provider, self._transport.scrub)
+        events = open_stream(self._transport, response, decoder, "sse", token, accumulator=decoder.accumulator)
+        return ResponseEventStream(events, fallback=False)

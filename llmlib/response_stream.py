@@ -34,7 +34,7 @@ from llmlib.framing import first_bytes, frames
 from llmlib.redaction import cut
 from llmlib.streaming import Accumulator
 from llmlib.transport import SocketInterrupter, Transport, settle_after_end
-from llmlib.types import ChatCompletionChunk
+from llmlib.types import ChatCompletionChunk, HTTPInfo
 
 __all__ = ["open_stream", "ChunkStream"]
 
@@ -50,11 +50,14 @@ class ChunkStream(collections.abc.Generator):
     for-loop what :func:`open_stream` documents.
     """
 
-    __slots__ = ("_gen", "_release", "__weakref__")
+    __slots__ = ("_gen", "_release", "http", "__weakref__")
 
-    def __init__(self, gen: Iterator[ChatCompletionChunk], release: "_Release") -> None:
+    def __init__(self, gen: Iterator[ChatCompletionChunk], release: "_Release",
+                 http: Optional[HTTPInfo] = None) -> None:
         self._gen = gen
         self._release = release
+        #: The response's status, headers, request id and rate limits (:class:`~llmlib.types.HTTPInfo`).
+        self.http = http
 
     def __iter__(self) -> "ChunkStream":
         return self
@@ -86,7 +89,7 @@ class ChunkStream(collections.abc.Generator):
 
 
 def open_stream(transport: Transport, response: requests.Response, decoder: Any, framing: str = "sse",
-                token: Optional[CancelToken] = None) -> ChunkStream:
+                token: Optional[CancelToken] = None, accumulator: Any = None) -> ChunkStream:
     """The chunks of a streamed ``response``, as a :class:`ChunkStream` that owns it.
 
     ``decoder`` is the protocol's :class:`~llmlib.providers.base.StreamDecoder`;
@@ -96,9 +99,14 @@ def open_stream(transport: Transport, response: requests.Response, decoder: Any,
     IncompleteStreamError, DecodeError (invalid UTF-8 or JSON, or a payload of a
     shape the decoder cannot read), ResponseTooLargeError, APITimeoutError (read
     or total timeout), or the provider's mid-stream error; each with ``.partial``.
+    ``accumulator`` keeps what arrived for ``.partial`` (``add(item)``, ``count``,
+    ``response()``); by default an :class:`~llmlib.streaming.Accumulator` of
+    chunks. A decoder that yields other items (Responses API events) passes its own.
     """
     release = _Release(transport, response, token)
-    stream = ChunkStream(_chunks(transport, response, decoder, framing, token, release), release)
+    chunks = _chunks(transport, response, decoder, framing, token, release, accumulator)
+    stream = ChunkStream(chunks, release,
+                         HTTPInfo.of(response.status_code, response.headers))
     # Dropping a stream (even one never started) releases its connection.
     weakref.finalize(stream, release)
     return stream
@@ -122,10 +130,11 @@ class _Release:
 
 
 def _chunks(transport: Transport, response: requests.Response, decoder: Any, framing: str,
-            token: Optional[CancelToken], release: _Release) -> Iterator[ChatCompletionChunk]:
+            token: Optional[CancelToken], release: _Release,
+            accumulator: Any = None) -> Iterator[ChatCompletionChunk]:
     body = transport.iter_body(response)
     framer, events = frames(framing, body, transport.options.max_response_bytes)
-    received = Accumulator()
+    received = accumulator if accumulator is not None else Accumulator()
     add = received.add
     decode = decoder.decode
     interrupter = SocketInterrupter(response)

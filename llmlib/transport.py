@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import logging
 import os
 import random
 import select
@@ -46,6 +47,10 @@ from llmlib.redaction import Secrets, looks_secret
 
 __all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "raw_socket", "shutdown_socket",
            "SocketLease", "SocketInterrupter", "settle_after_end"]
+
+#: The ``llmlib`` logger: each request at DEBUG, each retry (attempt, wait, reason)
+#: at INFO; messages are scrubbed of the Client's secrets.
+_log = logging.getLogger("llmlib")
 
 #: The longest ``Retry-After`` (seconds) llmlib waits for; a longer one raises at once.
 MAX_RETRY_AFTER = 60.0
@@ -121,6 +126,11 @@ class _Retry(Retry):
         seconds = self.get_retry_after(response) if response is not None else None
         if not seconds:  # absent or 0: backoff, as urllib3 does
             seconds = self.get_backoff_time()
+        last = self.history[-1] if self.history else None
+        reason = (f"HTTP {last.status}" if last is not None and last.status else
+                  type(last.error).__name__ if last is not None and last.error is not None else "?")
+        _log.info("retry %d of %s in %.2f s after %s", len(self.history), self.total + len(self.history)
+                  if isinstance(self.total, int) else "?", seconds, reason)
         token = getattr(_current, "token", None)
         if token is None:
             time.sleep(seconds)
@@ -616,6 +626,8 @@ class Transport:
             left = cancel.remaining()
             connect, read = _at_most(connect, left), _at_most(read, left)
         _current.token, _current.detach = cancel, []
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s %s (%s)", method, self.scrub(url), self.provider)
         try:
             response = self._session_for(retry).request(
                 method,

@@ -165,6 +165,16 @@ class Usage:
     total_tokens: int = 0
     reasoning_tokens: Optional[int] = None
     cached_tokens: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """This usage as an OpenAI ``usage`` object (with ``*_details`` when known)."""
+        out: Dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                               "total_tokens": self.total_tokens}
+        if self.reasoning_tokens is not None:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        if self.cached_tokens is not None:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
     raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
 
 
@@ -179,12 +189,73 @@ class Choice:
     logprobs: Any = attrs.field(default=None, eq=False, repr=False)
 
 
+def _int(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@attrs.frozen
+class RateLimits:
+    """The rate-limit headers of one response, parsed: OpenAI's
+    ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` and Anthropic's
+    ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}``. Counts are
+    whole numbers (None when absent); ``*_reset`` is the header's text (a
+    duration such as ``6m0s`` for OpenAI, an RFC 3339 time for Anthropic); ``raw``
+    holds every rate-limit header as sent."""
+
+    requests_limit: Optional[int] = None
+    requests_remaining: Optional[int] = None
+    requests_reset: Optional[str] = None
+    tokens_limit: Optional[int] = None
+    tokens_remaining: Optional[int] = None
+    tokens_reset: Optional[str] = None
+    raw: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> Optional["RateLimits"]:
+        """The rate limits in ``headers`` (case-insensitive), or None when there are none."""
+        raw = {k.lower(): v for k, v in headers.items() if "ratelimit" in k.lower()}
+        if not raw:
+            return None
+
+        def get(kind: str, what: str) -> Optional[str]:
+            return raw.get(f"x-ratelimit-{what}-{kind}") or raw.get(f"anthropic-ratelimit-{kind}-{what}")
+
+        return cls(_int(get("requests", "limit")), _int(get("requests", "remaining")), get("requests", "reset"),
+                   _int(get("tokens", "limit")), _int(get("tokens", "remaining")), get("tokens", "reset"), raw)
+
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "apim-request-id", "cf-ray")
+
+
+@attrs.frozen
+class HTTPInfo:
+    """What the HTTP response of a call said besides its body: ``status_code``,
+    ``headers`` (a case-insensitive mapping as sent), the provider's
+    ``request_id`` (for support tickets) and the parsed ``rate_limits``."""
+
+    status_code: int
+    headers: Mapping[str, str] = attrs.field(eq=False, repr=False)
+    request_id: Optional[str] = None
+    rate_limits: Optional[RateLimits] = None
+
+    @classmethod
+    def of(cls, status_code: int, headers: Mapping[str, str]) -> "HTTPInfo":
+        request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if headers.get(h)), None)
+        return cls(status_code, headers, request_id, RateLimits.from_headers(headers))
+
+
 @attrs.frozen
 class ChatCompletionResponse:
     """A complete chat completion (OpenAI ``chat.completion`` object).
 
     ``text`` is the first choice's text; ``usage`` is None when the provider did
-    not report it.
+    not report it. ``http`` (an :class:`HTTPInfo`: status, headers, request id,
+    rate limits) is set on answers of :meth:`Client.chat_completion`.
+    ``to_dict()`` / ``from_dict()`` convert to and from the OpenAI-compatible
+    JSON shape.
     """
 
     id: Optional[str]
@@ -194,6 +265,39 @@ class ChatCompletionResponse:
     created: Optional[int] = None
     object: str = "chat.completion"
     system_fingerprint: Optional[str] = None
+    http: Optional[HTTPInfo] = attrs.field(default=None, eq=False, repr=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """This answer as an OpenAI ``chat.completion`` dict (JSON-ready)."""
+        from llmlib.providers.openai import encode_message
+
+        out: Dict[str, Any] = {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
+                               "choices": []}
+        for c in self.choices:
+            message = encode_message(c.message)
+            if c.message.reasoning_content is not None:
+                message["reasoning_content"] = c.message.reasoning_content
+            if c.message.refusal is not None:
+                message["refusal"] = c.message.refusal
+            out["choices"].append({"index": c.index, "message": message, "finish_reason": c.finish_reason,
+                                   "logprobs": c.logprobs})
+        if self.usage is not None:
+            out["usage"] = self.usage.to_dict()
+        if self.system_fingerprint is not None:
+            out["system_fingerprint"] = self.system_fingerprint
+        return out
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> "ChatCompletionResponse":
+        """An answer from an OpenAI ``chat.completion`` dict (as :meth:`to_dict` gives).
+        Raises DecodeError for a dict of another shape."""
+        from llmlib.errors import DecodeError
+        from llmlib.providers.openai import decode_response
+
+        try:
+            return decode_response(dict(obj))
+        except Exception as exc:  # noqa: BLE001 - any shape error is the caller's bad input
+            raise DecodeError(f"not a chat.completion dict ({type(exc).__name__}: {exc})") from None
 
     @property
     def text(self) -> str:
@@ -312,24 +416,90 @@ class ChatCompletionChunk:
     def tool_calls(self) -> Optional[Sequence[ToolCallDelta]]:
         return (self.choices[0] if self.choices else _NO_CHOICE).delta.tool_calls
 
+    def to_dict(self) -> Dict[str, Any]:
+        """This chunk as an OpenAI ``chat.completion.chunk`` dict (JSON-ready)."""
+        choices = []
+        for c in self.choices:
+            d = c.delta
+            delta: Dict[str, Any] = {k: v for k, v in (("role", d.role), ("content", d.content),
+                                                       ("reasoning_content", d.reasoning_content),
+                                                       ("refusal", d.refusal)) if v is not None}
+            if d.tool_calls:
+                delta["tool_calls"] = [
+                    {k: v for k, v in (("index", t.index), ("id", t.id), ("type", t.type)) if v is not None}
+                    | {"function": {k: v for k, v in (("name", t.function.name),
+                                                      ("arguments", t.function.arguments)) if v is not None}}
+                    for t in d.tool_calls]
+            choices.append({"index": c.index, "delta": delta, "finish_reason": c.finish_reason})
+        out: Dict[str, Any] = {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
+                               "choices": choices}
+        if self.usage is not None:
+            out["usage"] = self.usage.to_dict()
+        if self.system_fingerprint is not None:
+            out["system_fingerprint"] = self.system_fingerprint
+        return out
 
-@attrs.frozen
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> "ChatCompletionChunk":
+        """A chunk from an OpenAI ``chat.completion.chunk`` dict (as :meth:`to_dict` gives)."""
+        from llmlib.errors import DecodeError
+        from llmlib.providers.openai import decode_chunk
+
+        try:
+            return decode_chunk(dict(obj))
+        except Exception as exc:  # noqa: BLE001 - any shape error is the caller's bad input
+            raise DecodeError(f"not a chat.completion.chunk dict ({type(exc).__name__}: {exc})") from None
+
+
+@attrs.frozen(init=False)
 class ModelInfo:
     """A model a provider offers. ``str(info) == info.id``.
 
-    ``context_length`` in tokens, None when unknown. The ``supports_*`` flags are
-    what llmlib knows of the model: None means unknown.
+    ``context_window`` and ``max_output_tokens`` in tokens (for Gemini the
+    context window is the input token limit); ``display_name`` the provider's
+    name for it. The ``supports_*`` flags (streaming, tools, vision = image
+    input, audio = audio input, reasoning) are what llmlib knows of the model:
+    None means unknown, never a guess. ``Client.model_info`` and
+    ``Client.list_models`` merge the provider's listing with llmlib's model
+    table (:mod:`llmlib.models`); ``raw`` is the provider's listing entry.
+
+    ``context_length`` is the old name of ``context_window``: a read-only
+    property, and still accepted as a keyword (it wins over ``context_window``).
     """
 
     id: str
     provider: Optional[str] = None
     owned_by: Optional[str] = None
     created: Optional[int] = None
-    context_length: Optional[int] = None
+    context_window: Optional[int] = None
     supports_streaming: Optional[bool] = True
     supports_tools: Optional[bool] = None
     supports_vision: Optional[bool] = None
     raw: Dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    supports_audio: Optional[bool] = None
+    supports_reasoning: Optional[bool] = None
+    max_output_tokens: Optional[int] = None
+    display_name: Optional[str] = None
+
+    def __init__(self, id: str, provider: Optional[str] = None, owned_by: Optional[str] = None,
+                 created: Optional[int] = None, context_window: Optional[int] = None,
+                 supports_streaming: Optional[bool] = True, supports_tools: Optional[bool] = None,
+                 supports_vision: Optional[bool] = None, raw: Optional[Dict[str, Any]] = None,
+                 supports_audio: Optional[bool] = None, supports_reasoning: Optional[bool] = None,
+                 max_output_tokens: Optional[int] = None, display_name: Optional[str] = None, *,
+                 context_length: Optional[int] = None) -> None:
+        # A hand-written __init__ only to keep the old keyword: attrs.evolve(info,
+        # context_length=n) passes both names, and the one asked for must win.
+        if context_length is not None:
+            context_window = context_length
+        self.__attrs_init__(id, provider, owned_by, created, context_window, supports_streaming,
+                            supports_tools, supports_vision, {} if raw is None else raw, supports_audio,
+                            supports_reasoning, max_output_tokens, display_name)
+
+    @property
+    def context_length(self) -> Optional[int]:
+        """The old name of :attr:`context_window`."""
+        return self.context_window
 
     def __str__(self) -> str:
         return self.id

@@ -32,10 +32,20 @@ class Fake:
         self.stream_content_type = stream_content_type
         self.model = module.MODEL
 
+    @property
+    def has_key(self) -> bool:
+        """Whether the provider takes an API key (Ollama does not)."""
+        return self.name != "ollama"
+
+    @property
+    def typed_errors(self) -> bool:
+        """Whether an in-stream error says its kind (Ollama's is a bare message)."""
+        return self.name != "ollama"
+
     def client(self, server: Any, **options: Any) -> Client:
         options.setdefault("max_retries", 0)
         options.setdefault("timeout", Timeout(connect=5, read=10))
-        key = None if self.name == "ollama" else TEST_KEY
+        key = TEST_KEY if self.has_key else None
         return Client(self.name, api_key=key, base_url=server.url + self.base_path,
                       options=ConnectionOptions(**options))
 
@@ -119,9 +129,14 @@ def _generic(name: str, m: Any) -> Fake:
         payload = json.dumps(m.error_json(status, message)).encode()
         return payload + b"\n" if content_type != "text/event-stream" else b"data: " + payload + b"\n\n"
 
+    def stream(pieces: Sequence[str], finish: str = "stop", usage: Tuple[int, int] = (10, 5),
+               reasoning: Sequence[str] = ()) -> bytes:
+        if not reasoning:
+            return m.stream_body(pieces, finish, usage)
+        return m.stream_body(pieces, finish, usage, reasoning=reasoning)  # TypeError: the fake has none
+
     return Fake(
-        name, m, m.BASE_PATH, _post_to(m.CHAT_PATH), _stream_flag(default=name == "ollama"),
-        lambda pieces, finish="stop", usage=(10, 5), reasoning=(): m.stream_body(pieces, finish, usage),
+        name, m, m.BASE_PATH, _post_to(m.CHAT_PATH), _stream_flag(default=name == "ollama"), stream,
         lambda call_id, name_, args: m.tool_stream_body(call_id, name_, json.dumps(args)),
         getattr(m, "error_event", error_event), content_type,
     )

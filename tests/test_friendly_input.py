@@ -105,3 +105,64 @@ def test_quick_chat_text_with_the_model_as_a_keyword(client, server):
     assert client.quick_chat_text("What?", model="m") == client.quick_chat_text("m", "What?")
     with pytest.raises(ConfigurationError, match="no default model"):
         client.quick_chat_text("What?")
+
+
+def test_responses_and_chunks_round_trip_through_dicts(client, server):
+    server.handler = lambda req, reply: (reply.sse(stream_body(["Hi", " there"])) if req.json().get("stream")
+                                         else reply.json(response_json("Hi there", usage=(7, 2))))
+    response = client.chat_completion(model="m", messages="hi")
+    again = type(response).from_dict(json.loads(json.dumps(response.to_dict())))
+    assert again == response and again.usage.total_tokens == 9
+    chunks = list(client.chat_completion_stream(model="m", messages="hi"))
+    assert [type(c).from_dict(json.loads(json.dumps(c.to_dict()))) for c in chunks] == chunks
+    assert collect(chunks).to_dict()["choices"][0]["message"]["content"] == "Hi there"
+
+
+def test_a_response_exposes_status_headers_request_id_and_rate_limits(client, server):
+    headers = [("x-request-id", "req_123"), ("x-ratelimit-limit-requests", "500"),
+               ("x-ratelimit-remaining-requests", "499"), ("x-ratelimit-remaining-tokens", "29000"),
+               ("x-ratelimit-reset-tokens", "2ms")]
+    server.handler = lambda req, reply: (
+        reply.sse(stream_body(["Hi"]), headers=headers) if req.json().get("stream")
+        else reply.json(response_json("Hi"), headers=headers))
+    http = client.chat_completion(model="m", messages="hi").http
+    assert http.status_code == 200 and http.request_id == "req_123"
+    assert (http.rate_limits.requests_limit, http.rate_limits.requests_remaining,
+            http.rate_limits.tokens_remaining, http.rate_limits.tokens_reset) == (500, 499, 29000, "2ms")
+    with client.chat_completion_stream(model="m", messages="hi") as stream:
+        assert stream.http.request_id == "req_123" and stream.http.rate_limits.requests_remaining == 499
+        list(stream)
+
+
+def test_anthropic_rate_limit_headers_are_parsed():
+    from llmlib import RateLimits
+    from tests.conftest import wire
+
+    lines = wire("anthropic", "llm_stream_text_with_ratelimit_headers.sse.headers").read_text().splitlines()
+    headers = dict(line.split(": ", 1) for line in lines if ": " in line and not line.startswith("HTTP"))
+    limits = RateLimits.from_headers(headers)
+    assert (limits.requests_limit, limits.requests_remaining, limits.tokens_remaining) == (20000, 19999, 2400000)
+    assert limits.requests_reset == "2026-02-17T23:44:11Z"
+
+
+def test_retries_are_logged_at_info_and_requests_at_debug(server, caplog):
+    import logging
+
+    calls = {"n": 0}
+
+    def handler(req, reply):
+        calls["n"] += 1
+        if calls["n"] < 3:
+            reply.send(503, b"", [("Retry-After-Ms", "5")], mode="length")
+        else:
+            reply.json(response_json("ok"))
+
+    server.handler = handler
+    with caplog.at_level(logging.DEBUG, logger="llmlib"), make_client(server, max_retries=2) as client:
+        assert client.chat_completion(model="m", messages="hi").text == "ok"
+    ours = [r for r in caplog.records if r.name == "llmlib"]
+    retries = [r.getMessage() for r in ours if r.levelno == logging.INFO]
+    assert retries == ["retry 1 of 2 in 0.01 s after HTTP 503", "retry 2 of 2 in 0.01 s after HTTP 503"] or \
+        all("after HTTP 503" in m for m in retries) and len(retries) == 2
+    assert any(r.levelno == logging.DEBUG and "POST" in r.getMessage() for r in ours)
+    assert all(TEST_KEY not in r.getMessage() for r in caplog.records)
