@@ -31,6 +31,12 @@ _BLANK = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
 
 
+def _too_large(what: str, limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"a stream {what} exceeded max_response_bytes={limit} bytes; "
+        f"raise ConnectionOptions.max_response_bytes if such {what}s are expected")
+
+
 class SSEFramer:
     """Turns an iterable of byte pieces into complete SSE event blocks.
 
@@ -73,6 +79,8 @@ class SSEFramer:
                     m = search(buf, scan)
                     while m is not None:
                         self.block_offset = base + start
+                        if m.start() - start > limit:
+                            raise _too_large("event", limit)
                         yield bytes(view[start:m.start()]) + b"\n\n"
                         start = m.end()
                         m = search(buf, start)
@@ -80,6 +88,8 @@ class SSEFramer:
                     end = buf.find(b"\n\n", scan)
                     while end >= 0:
                         self.block_offset = base + start
+                        if end - start > limit:  # a whole event in one read is checked too
+                            raise _too_large("event", limit)
                         yield bytes(view[start:end + 2])
                         start = end + 2
                         end = buf.find(b"\n\n", start)
@@ -159,6 +169,8 @@ class NDJSONFramer:
             start = 0
             end = buf.find(b"\n", scan)
             while end >= 0:
+                if end - start > limit:  # a whole line in one read is checked too
+                    raise _too_large("line", limit)
                 line = bytes(buf[start:end]).strip()
                 if line:
                     self.block_offset = base + start

@@ -286,3 +286,13 @@ def test_an_ndjson_body_cut_inside_its_last_line_is_incomplete():
     lines = [e.data for e in events]
     assert lines == ['{"a": 1}', '{"b": 2'] and framer.final
     assert IncompleteStreamError  # the stream layer turns a bad final line into it (tested per protocol)
+
+
+@pytest.mark.parametrize("framing", ["sse", "ndjson"])
+def test_an_event_over_the_limit_is_refused_even_when_it_arrives_in_one_read(framing):
+    from llmlib.framing import frames
+
+    big = b"data: " + b"x" * 5000 + b"\n\n" if framing == "sse" else b'{"a": "' + b"x" * 5000 + b'"}\n'
+    _, events = frames(framing, iter([big]), 1000)
+    with pytest.raises(ResponseTooLargeError):
+        list(events)
