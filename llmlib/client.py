@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import attrs
 import requests
 
-from llmlib import deadline
+from llmlib import deadline, models
 from llmlib.cancel import CancelToken
-from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, LLMError, NotFoundError
+from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, LLMError
 from llmlib.error_mapping import error_from_payload, error_from_response, is_error_payload
 from llmlib.framing import FRAMINGS, first_bytes
 from llmlib.messages import Message
@@ -182,6 +182,7 @@ class Client:
 
     def _chat(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
               retry: bool = True) -> ChatCompletionResponse:
+        models.check_request(self.provider, req)  # what the model table knows it cannot take
         http = self._protocol.chat_request(self.base_url, req, stream=False)
         data, info = self._json(http, cancel, retry, with_http=True)
         return attrs.evolve(self._decode(self._protocol.decode_response, data), http=info)
@@ -201,6 +202,7 @@ class Client:
         arrives on the last chunk when the provider reports it.
         """
         req = self._build(request, kwargs)
+        models.check_request(self.provider, req)
         http = self._protocol.chat_request(self.base_url, req, stream=True)
         token = deadline.start(self.options.timeout.total, cancel)
         try:

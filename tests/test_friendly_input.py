@@ -166,3 +166,17 @@ def test_retries_are_logged_at_info_and_requests_at_debug(server, caplog):
         all("after HTTP 503" in m for m in retries) and len(retries) == 2
     assert any(r.levelno == logging.DEBUG and "POST" in r.getMessage() for r in ours)
     assert all(TEST_KEY not in r.getMessage() for r in caplog.records)
+
+
+def test_an_image_for_a_model_known_to_be_text_only_is_refused_before_sending(server):
+    from llmlib import Content
+
+    image = Message.user(Content.of("What is this?", Content.new_image("https://example.com/a.png")))
+    with make_client(server, provider="groq") as client:
+        with pytest.raises(ConfigurationError, match="llama-3.3-70b-versatile"):
+            client.chat_completion(model="llama-3.3-70b-versatile", messages=[image])
+        with pytest.raises(ConfigurationError):
+            client.chat_completion_stream(model="llama-3.3-70b-versatile", messages=[image])
+        server.handler = openai_handler
+        client.chat_completion(model="some-unknown-model", messages=[image])  # unknown: never guessed
+    assert len(server.requests) == 1
