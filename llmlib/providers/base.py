@@ -98,6 +98,10 @@ class Protocol:
     #: True when :meth:`base_url` finds an API root with none configured (the
     #: local model starts its server); otherwise a Client without one is refused.
     finds_base_url: bool = False
+    #: True when the provider serves OpenAI's Responses API (``POST {base_url}/responses``);
+    #: otherwise ``Client.responses`` / ``responses_stream`` go through chat completions
+    #: (:mod:`llmlib.responses_fallback`).
+    supports_responses: bool = False
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
