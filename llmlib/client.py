@@ -182,8 +182,8 @@ class Client:
 
     def _chat(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
               retry: bool = True) -> ChatCompletionResponse:
-        models.check_request(self.provider, req)  # what the model table knows it cannot take
-        http = self._protocol.chat_request(self.base_url, req, stream=False)
+        http = self._protocol.chat_request(self.base_url, req, stream=False)  # the provider's own refusals first
+        models.check_request(self.provider, req)  # then what the model table knows the model cannot take
         data, info = self._json(http, cancel, retry, with_http=True)
         return attrs.evolve(self._decode(self._protocol.decode_response, data), http=info)
 
@@ -202,8 +202,8 @@ class Client:
         arrives on the last chunk when the provider reports it.
         """
         req = self._build(request, kwargs)
-        models.check_request(self.provider, req)
         http = self._protocol.chat_request(self.base_url, req, stream=True)
+        models.check_request(self.provider, req)
         token = deadline.start(self.options.timeout.total, cancel)
         try:
             response = self._transport.request(http.method, http.url, json=http.json, stream=True,

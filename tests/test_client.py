@@ -82,7 +82,7 @@ def test_image_and_audio_parts(client, server, tmp_path):
     wav = tmp_path / "hello.wav"
     wav.write_bytes(b"RIFFfake")
     server.handler = lambda req, reply: reply.json(json.loads(wire("openai_chat", "nonstream_plain_text.json").read_bytes()))
-    client.chat_completion(model="gpt-4o", messages=[Message.user([
+    client.chat_completion(model="m", messages=[Message.user([
         "Describe both:", Content.from_image_file(png), Content.new_image("https://example.com/cat.jpg"),
         Content.from_audio_file(wav)])])
     parts = server.requests[-1].json()["messages"][0]["content"]
