@@ -34,8 +34,10 @@ class Fake:
 
     @property
     def has_key(self) -> bool:
-        """Whether the provider takes an API key (Ollama does not)."""
-        return self.name != "ollama"
+        """Whether the provider takes an API key (Ollama and the local servers do not)."""
+        from llmlib.providers import SPECS
+
+        return SPECS[self.name].needs_key
 
     @property
     def typed_errors(self) -> bool:
@@ -70,9 +72,10 @@ def _stream_flag(default: bool = False) -> Callable[[Any], bool]:
     return lambda req: bool(req.json().get("stream", default))
 
 
-def _openai(m: Any) -> Fake:
+def _openai(m: Any, name: str = "openai") -> Fake:
+    """The OpenAI fake, speaking for ``name`` (any provider of the OpenAI protocol)."""
     return Fake(
-        "openai", m, m.BASE_PATH, _post_to(m.CHAT_PATH), _stream_flag(),
+        name, m, m.BASE_PATH, _post_to(m.CHAT_PATH), _stream_flag(),
         lambda pieces, finish="stop", usage=(10, 5), reasoning=(): m.stream_body(pieces, finish, usage, reasoning),
         lambda call_id, name, args: m.tool_stream_body(call_id, name, json.dumps(args)),
         lambda status, message: b"data: " + json.dumps(m.error_json(status, message)).encode() + b"\n\n",
@@ -142,7 +145,16 @@ def _generic(name: str, m: Any) -> Fake:
     )
 
 
-_BUILDERS = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini}
+def _azure(m: Any) -> Fake:
+    """The OpenAI fake at Azure's deployment path (``/openai/deployments/{model}/chat/completions``)."""
+    fake = _openai(m, "azure")
+    fake.base_path = ""
+    fake.is_chat = lambda req: (req.method == "POST" and
+                                req.path.split("?", 1)[0] == f"/openai/deployments/{m.MODEL}/chat/completions")
+    return fake
+
+
+_BUILDERS = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini, "azure": _azure}
 FAKES: Dict[str, Fake] = {}
 for _name in ("openai", "anthropic", "gemini", "ollama", "cohere"):
     try:
@@ -153,3 +165,21 @@ for _name in ("openai", "anthropic", "gemini", "ollama", "cohere"):
         FAKES[_name] = _BUILDERS[_name](_module)
     elif hasattr(_module, "CHAT_PATH") and hasattr(_module, "BASE_PATH"):
         FAKES[_name] = _generic(_name, _module)
+
+
+def _add_openai_protocol_providers() -> None:
+    """Every other row of the provider table speaks the OpenAI protocol (or Azure's
+    variant of it): the OpenAI fake plays each of them under its own name."""
+    from llmlib.providers import SPECS
+
+    openai_fake = importlib.import_module("tests.fake_openai")
+    for name, spec in SPECS.items():
+        if name in FAKES:
+            continue
+        if spec.protocol in ("openai", "local"):
+            FAKES[name] = _openai(openai_fake, name)
+        elif spec.protocol == "azure":
+            FAKES[name] = _azure(openai_fake)
+
+
+_add_openai_protocol_providers()

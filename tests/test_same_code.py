@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from llmlib import (APIStatusError, APITimeoutError, AuthenticationError, CancelToken, Content, IncompleteStreamError, LLMError,
+from llmlib import (APIStatusError, APITimeoutError, AuthenticationError, ConfigurationError, CancelToken, Content, IncompleteStreamError, LLMError,
                     Message, NotFoundError, RateLimitError, Timeout, Tool, collect, events)
 from llmlib.streaming import ContentDelta, Done, ReasoningDelta, ToolCallStart, UsageReport
 from tests.conftest import TEST_KEY
@@ -262,3 +262,41 @@ def test_the_key_is_never_printed(fake, server, caplog):
     assert all(TEST_KEY not in r.getMessage() for r in caplog.records)
     sent = server.requests[-1]
     assert TEST_KEY not in sent.path  # the key travels in a header, never in the URL
+
+
+AUDIO_REFUSED = {"anthropic", "ollama", "cohere"}  # their chat APIs take no audio input
+
+
+def test_audio_is_sent_or_refused_before_sending(fake, server, tmp_path):
+    path = tmp_path / "hi.wav"
+    path.write_bytes(b"RIFF$\x00\x00\x00WAVEfmt fake-audio")
+    _serve(server, fake, whole=fake.response("Heard."))
+    message = Message.user(Content.of("What is said?", Content.from_audio_file(path)))
+    with fake.client(server) as client:
+        if fake.name in AUDIO_REFUSED:
+            with pytest.raises(ConfigurationError, match=fake.name):
+                client.chat_completion(model=fake.model, messages=[message])
+            assert server.requests == []
+        else:
+            assert client.chat_completion(model=fake.model, messages=[message]).text == "Heard."
+            assert base64.b64encode(path.read_bytes()).decode() in server.requests[0].body.decode()
+
+
+def test_list_models(fake, server):
+    from llmlib.providers import SPECS
+
+    def handler(req, reply):
+        if req.path.startswith("/openai/models"):  # Azure's listing path
+            req.path = "/v1/models"
+        fake.module.handler(req, reply)
+
+    server.handler = handler
+    with fake.client(server) as client:
+        if not getattr(SPECS[fake.name], "has_models_endpoint", True):
+            with pytest.raises(ConfigurationError, match="list"):
+                client.list_models()
+            assert server.requests == []
+            return
+        models = client.list_models()
+    assert fake.model in [m.id for m in models]
+    assert all(m.provider == fake.name for m in models)
