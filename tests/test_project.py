@@ -39,3 +39,20 @@ def test_every_guarantee_links_to_a_test_that_exists():
     assert len(links) > 40
     for name, file in links:
         assert re.search(rf"def {name}\(", (ROOT / "tests" / file).read_text()), f"{file}::{name}"
+
+
+def test_the_providers_page_has_a_row_per_provider_and_every_cell_is_a_test():
+    from llmlib.providers import SPECS
+    from tests.test_same_code import AUDIO_REFUSED
+
+    page = (ROOT / "docs" / "providers.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)` \|.*$", page, re.M)}
+    assert set(SPECS) <= set(rows)
+    for name in SPECS:
+        audio = re.search(r"\[(.)\]\(\.\./tests/test_same_code\.py#test_audio", rows[name]).group(1)
+        assert (audio == "✗") == (name in AUDIO_REFUSED), name
+    links = re.findall(r"\]\(\.\./tests/(\w+\.py)(?:#(test_\w+))?\)", page)
+    assert len(links) > 100
+    for file, name in links:
+        text = (ROOT / "tests" / file).read_text()
+        assert not name or re.search(rf"def {name}\(", text), f"{file}::{name}"
