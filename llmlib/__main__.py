@@ -1,7 +1,8 @@
-"""``python -m llmlib``: see :mod:`llmlib.cli`."""
+"""``python -m llmlib``: the command line of :mod:`llmlib.cli` (also installed as ``llmlib``)."""
 
 import sys
 
 from llmlib.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
