@@ -17,6 +17,7 @@ it is cancelled, its threads joined, and the exception re-raised.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -31,6 +32,7 @@ from llmlib.transport import MAX_RETRY_AFTER
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llmlib.checkpoint import Checkpoint
     from llmlib.client import Client
 
 __all__ = ["DEFAULT_CONCURRENCY", "chat_completion_batch", "chat_completion_batch_smart",
@@ -40,6 +42,7 @@ __all__ = ["DEFAULT_CONCURRENCY", "chat_completion_batch", "chat_completion_batc
 DEFAULT_CONCURRENCY = 8
 Result = Union[ChatCompletionResponse, LLMError]
 Progress = Union[bool, Callable[[int, int], None], None]
+CheckpointPath = Union[str, "os.PathLike[str]"]
 
 
 def _limit(concurrency_limit: Optional[int], n: int) -> int:
@@ -116,17 +119,33 @@ def _unexpected(client: "Client", index: int, exc: Exception) -> DecodeError:
 
 
 def _run_all(run: Callable[[int], Result], n: int, workers: int, token: CancelToken,
-             detach: Callable[[], None], progress: Progress) -> List[Result]:
-    """``run(i)`` for i in range(n) on ``workers`` threads; results in input order."""
+             detach: Callable[[], None], progress: Progress,
+             store: Optional["Checkpoint"] = None) -> List[Result]:
+    """``run(i)`` for i in range(n) on ``workers`` threads; results in input order.
+    With a checkpoint ``store``: only its pending items run, each written to it
+    (and fsynced) before it counts as done; the rest come from the file."""
     results: List[Any] = [None] * n
+    todo: Sequence[int] = range(n)
+    if store is not None:
+        for i, done in store.done.items():
+            results[i] = done
+        todo = store.pending
+        run = _recording(run, store)
+    if not todo:
+        detach()
+        if store is not None:
+            store.close()
+        return results
     try:
-        bar = _Progress(progress, n)
+        bar = _Progress(progress, len(todo))
     except BaseException:  # a bad ``progress``: nothing started, nothing left attached
         detach()
+        if store is not None:
+            store.close()
         raise
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmlib-batch")
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))), thread_name_prefix="llmlib-batch")
     try:
-        futures = {pool.submit(run, i): i for i in range(n)}
+        futures = {pool.submit(run, i): i for i in todo}
         for future in as_completed(futures):
             # ``run`` turns every Exception into its item: only a BaseException (a
             # KeyboardInterrupt or SystemExit in a worker) is raised here.
@@ -140,12 +159,31 @@ def _run_all(run: Callable[[int], Result], n: int, workers: int, token: CancelTo
         pool.shutdown(wait=True)
         detach()
         bar.close()
+        if store is not None:
+            store.close()
     return results
+
+
+def _recording(run: Callable[[int], Result], store: "Checkpoint") -> Callable[[int], Result]:
+    def recorded(i: int) -> Result:
+        result = run(i)
+        store.record(i, result)  # on disk before the item counts as done; an OSError stops the batch
+        return result
+    return recorded
+
+
+def _checkpoint(checkpoint: Optional[CheckpointPath], reqs: List[ChatCompletionRequest]) -> Optional["Checkpoint"]:
+    if checkpoint is None:
+        return None
+    from llmlib.checkpoint import Checkpoint
+
+    return Checkpoint(checkpoint, reqs)
 
 
 def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionRequest],
                           concurrency_limit: Optional[int] = None, *, cancel: Optional[CancelToken] = None,
-                          progress: Progress = False) -> List[Result]:
+                          progress: Progress = False,
+                          checkpoint: Optional[CheckpointPath] = None) -> List[Result]:
     """Run ``requests`` on up to ``concurrency_limit`` threads (default
     :data:`DEFAULT_CONCURRENCY`); return a list in input order whose items are
     the ``ChatCompletionResponse`` or the ``LLMError`` each request ended with.
@@ -157,11 +195,18 @@ def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionReq
     retries. ``KeyboardInterrupt`` or ``SystemExit`` (in the caller's thread or a
     worker) cancels the rest and is re-raised once the threads are joined; so is
     an exception raised by a ``progress`` callable.
+
+    ``checkpoint``: a file path; each finished item is appended to it as one
+    JSON line, on disk before it counts as done, and calling the same batch
+    again with the same path sends only the items not finished yet (retryable
+    errors and changed requests included) and returns the whole list in input
+    order. See :mod:`llmlib.checkpoint`.
     """
     reqs = list(requests)
     if not reqs:
         return []
     limit = _limit(concurrency_limit, len(reqs))
+    store = _checkpoint(checkpoint, reqs)
     token, detach = _linked(cancel)
 
     def run(i: int) -> Result:
@@ -177,7 +222,7 @@ def chat_completion_batch(client: "Client", requests: Sequence[ChatCompletionReq
             token.cancel()
             raise
 
-    return _run_all(run, len(reqs), limit, token, detach, progress)
+    return _run_all(run, len(reqs), limit, token, detach, progress, store)
 
 
 class AdaptiveLimit:
@@ -235,7 +280,8 @@ class AdaptiveLimit:
 
 def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatCompletionRequest], *,
                                 max_concurrency: int = 32, start_concurrency: int = 4, max_attempts: int = 6,
-                                cancel: Optional[CancelToken] = None, progress: Progress = False) -> List[Result]:
+                                cancel: Optional[CancelToken] = None, progress: Progress = False,
+                                checkpoint: Optional[CheckpointPath] = None) -> List[Result]:
     """Like :func:`chat_completion_batch`, but finds the provider's limit itself.
 
     Three requests or fewer run one by one. Larger batches start at
@@ -252,7 +298,8 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
     is tried at most ``max_attempts`` times, then its last error is its item. An
     exception that is not an ``LLMError`` is its item as a ``DecodeError``, never
     retried; cancelling and ``KeyboardInterrupt`` work as in
-    :func:`chat_completion_batch`.
+    :func:`chat_completion_batch`, and so does ``checkpoint`` (only a request's
+    final item is written, after its retries).
     """
     reqs = list(requests)
     if not reqs:
@@ -260,6 +307,7 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
     if len(reqs) <= 3:
         start_concurrency = max_concurrency = 1
     limiter = AdaptiveLimit(start_concurrency, _limit(max_concurrency, len(reqs)))
+    store = _checkpoint(checkpoint, reqs)
     token, detach = _linked(cancel)
 
     def run(i: int) -> Result:
@@ -296,7 +344,7 @@ def chat_completion_batch_smart(client: "Client", requests: Sequence[ChatComplet
                     return _cancelled(i)
         return error if error is not None else _cancelled(i)
 
-    return _run_all(run, len(reqs), limiter.ceiling, token, detach, progress)
+    return _run_all(run, len(reqs), limiter.ceiling, token, detach, progress, store)
 
 
 _END = object()
