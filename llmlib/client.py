@@ -13,7 +13,7 @@ import requests
 
 from llmlib import deadline, models
 from llmlib.cancel import CancelToken
-from llmlib.errors import APIStatusError, ConfigurationError, DecodeError, LLMError
+from llmlib.errors import APIStatusError, CancelledError, ConfigurationError, DecodeError, LLMError
 from llmlib.error_mapping import error_from_payload, error_from_response, is_error_payload
 from llmlib.framing import FRAMINGS, first_bytes
 from llmlib.messages import Message
@@ -22,6 +22,7 @@ from llmlib.providers import Provider, protocol_for, spec_for
 from llmlib.providers.base import HTTPRequest
 from llmlib.redaction import Secrets, check_api_key, cut
 from llmlib.response_stream import ChunkStream, open_stream
+from llmlib.streaming import collect
 from llmlib.transport import Transport
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, HTTPInfo, ModelInfo
 
@@ -182,6 +183,16 @@ class Client:
 
     def _chat(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
               retry: bool = True) -> ChatCompletionResponse:
+        if self._protocol.stream_internally and (cancel is not None or self.options.timeout.total):
+            # A server that generates for one request at a time (the bundled model)
+            # stops only when a stream's connection closes: a cancelled call, or one
+            # past its total deadline, must not leave it generating for the next one
+            # to wait on. (Only then: its streams carry no usage.)
+            with self._stream(req, cancel, retry) as stream:
+                response = collect(stream)
+            if cancel is not None and cancel.cancelled:
+                raise CancelledError("cancelled while the answer was streaming", provider=self.provider)
+            return attrs.evolve(response, http=stream.http)
         http = self._protocol.chat_request(self.base_url, req, stream=False)  # the provider's own refusals first
         models.check_request(self.provider, req)  # then what the model table knows the model cannot take
         data, info = self._json(http, cancel, retry, with_http=True)
@@ -202,12 +213,16 @@ class Client:
         arrives on the last chunk when the provider reports it.
         """
         req = self._build(request, kwargs)
+        return self._stream(req, cancel)
+
+    def _stream(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
+                retry: bool = True) -> ChunkStream:
         http = self._protocol.chat_request(self.base_url, req, stream=True)
         models.check_request(self.provider, req)
         token = deadline.start(self.options.timeout.total, cancel)
         try:
             response = self._transport.request(http.method, http.url, json=http.json, stream=True,
-                                               cancel=token, headers=http.headers)
+                                               cancel=token, headers=http.headers, retry=retry)
         except BaseException:
             deadline.finish(token)
             raise
@@ -253,21 +268,26 @@ class Client:
     # ------------------------------------------------------------ batches
 
     def chat_completion_batch(self, requests: Sequence[ChatCompletionRequest], concurrency_limit: Optional[int] = None,
-                              *, cancel: Optional[CancelToken] = None, progress: Any = False) -> List[Any]:
+                              *, cancel: Optional[CancelToken] = None, progress: Any = False,
+                              checkpoint: Any = None) -> List[Any]:
         """Run many requests on a thread pool; a list in input order of responses or
-        ``LLMError`` instances (never raised). See :func:`llmlib.batch.chat_completion_batch`."""
+        ``LLMError`` instances (never raised). ``checkpoint="results.jsonl"`` makes it
+        resumable (:mod:`llmlib.checkpoint`). See :func:`llmlib.batch.chat_completion_batch`."""
         from llmlib.batch import chat_completion_batch
 
-        return chat_completion_batch(self, requests, concurrency_limit, cancel=cancel, progress=progress)
+        return chat_completion_batch(self, requests, concurrency_limit, cancel=cancel, progress=progress,
+                                     checkpoint=checkpoint)
 
     def chat_completion_batch_smart(self, requests: Sequence[ChatCompletionRequest], *, max_concurrency: int = 32,
-                                    cancel: Optional[CancelToken] = None, progress: Any = False) -> List[Any]:
+                                    cancel: Optional[CancelToken] = None, progress: Any = False,
+                                    checkpoint: Any = None) -> List[Any]:
         """A batch that adapts its concurrency to the provider's rate limits
-        (AIMD, honouring ``Retry-After``). See :func:`llmlib.batch.chat_completion_batch_smart`."""
+        (AIMD, honouring ``Retry-After``); ``checkpoint=`` as in :meth:`chat_completion_batch`.
+        See :func:`llmlib.batch.chat_completion_batch_smart`."""
         from llmlib.batch import chat_completion_batch_smart
 
         return chat_completion_batch_smart(self, requests, max_concurrency=max_concurrency, cancel=cancel,
-                                           progress=progress)
+                                           progress=progress, checkpoint=checkpoint)
 
     def chat_completion_stream_batch(self, requests: Sequence[ChatCompletionRequest],
                                      concurrency_limit: Optional[int] = None, *,

@@ -98,6 +98,11 @@ class Protocol:
     #: True when :meth:`base_url` finds an API root with none configured (the
     #: local model starts its server); otherwise a Client without one is refused.
     finds_base_url: bool = False
+    #: True when a cancellable non-streamed call (a CancelToken or a ``total``
+    #: timeout) is better made as a stream and collected: a server that generates
+    #: for one request at a time stops only when a stream's connection closes
+    #: (the bundled llama.cpp server, whose streams carry no usage).
+    stream_internally: bool = False
     #: True when the provider serves OpenAI's Responses API (``POST {base_url}/responses``);
     #: otherwise ``Client.responses`` / ``responses_stream`` go through chat completions
     #: (:mod:`llmlib.responses_fallback`).

@@ -22,6 +22,7 @@ class LocalProtocol(OpenAIProtocol):
     """OpenAI chat completions against the bundled model's server."""
 
     finds_base_url = True
+    stream_internally = True  # a cancelled chat_completion then stops the generation too
 
     def base_url(self, configured: Optional[str]) -> str:
         """``configured`` if given, else the local server's root (starting it:

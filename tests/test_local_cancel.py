@@ -1,0 +1,40 @@
+"""A cancelled non-streamed call to the bundled model stops its generation: the
+single-slot server is free for the next call at once (issue 11)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from llmlib import CancelledError, CancelToken
+from tests.conftest import HAS_LOCAL
+
+pytestmark = [pytest.mark.local_model,
+              pytest.mark.skipif(not HAS_LOCAL, reason="the bundled model is not installed")]
+
+
+def test_a_cancelled_chat_completion_frees_the_server_for_the_next_call(local_client):
+    local_client.chat_completion(messages="Hi", max_tokens=2)  # the server is up and warm
+    token = CancelToken()
+    outcome = []
+
+    def long_call() -> None:
+        try:
+            local_client.chat_completion(messages="Count from 1 to 1000, one number per line.",
+                                         max_tokens=1500, temperature=0, cancel=token)
+            outcome.append("finished")
+        except CancelledError:
+            outcome.append("cancelled")
+
+    worker = threading.Thread(target=long_call)
+    worker.start()
+    time.sleep(1.0)
+    token.cancel()
+    worker.join(5)
+    assert outcome == ["cancelled"]
+    start = time.monotonic()
+    assert local_client.chat_completion(messages="Say hi.", max_tokens=5).choices
+    # Generating 1,500 tokens takes this server well over 10 s; the next call must not wait for it.
+    assert time.monotonic() - start < 8
