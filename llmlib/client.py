@@ -84,6 +84,7 @@ class Client:
                  base_url: Optional[str] = None, options: Optional[ConnectionOptions] = None,
                  **option_keywords: Any) -> None:
         spec = spec_for(provider)
+        self._explicit = (api_key, base_url)  # what a pickle carries (see __getstate__)
         self._spec = spec
         self.provider: str = spec.name
         self.options = options if options is not None else ConnectionOptions()
@@ -138,6 +139,21 @@ class Client:
     def close(self) -> None:
         """Close the pooled connections. The Client is not used after this."""
         self._transport.close()
+
+    def __getstate__(self) -> dict:
+        """A Client pickles to its configuration, never a socket, lock or thread:
+        the provider, the ``base_url`` and ``api_key`` *as passed* (None when they
+        came from the environment or the provider's default, so the receiving
+        process reads its own environment), and the ConnectionOptions. The key,
+        when passed explicitly, does cross the wire: send pickles only where you
+        would send the key."""
+        api_key, base_url = self._explicit
+        return {"provider": self.provider, "api_key": api_key, "base_url": base_url, "options": self.options}
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled: a new Client from that configuration, with its own connections."""
+        self.__init__(state["provider"], api_key=state.get("api_key"), base_url=state.get("base_url"),
+                      options=state.get("options"))
 
     def __enter__(self) -> "Client":
         return self
@@ -219,6 +235,13 @@ class Client:
                 retry: bool = True) -> ChunkStream:
         http = self._protocol.chat_request(self.base_url, req, stream=True)
         models.check_request(self.provider, req)
+        decoder = self._protocol.stream_decoder(req, self._transport.scrub)
+        return self._open_stream(http, decoder, self._protocol.framing, cancel, retry)
+
+    def _open_stream(self, http: HTTPRequest, decoder: Any, framing: str, cancel: Optional[CancelToken],
+                     retry: bool = True, accumulator: Any = None) -> ChunkStream:
+        """Send ``http`` now (HTTP errors raise here) and return the stream that owns
+        its response, read through ``framing`` and ``decoder``."""
         token = deadline.start(self.options.timeout.total, cancel)
         try:
             response = self._transport.request(http.method, http.url, json=http.json, stream=True,
@@ -233,8 +256,7 @@ class Client:
             self._transport.finished()
             deadline.finish(token)
             raise
-        decoder = self._protocol.stream_decoder(req, self._transport.scrub)
-        return open_stream(self._transport, response, decoder, self._protocol.framing, token)
+        return open_stream(self._transport, response, decoder, framing, token, accumulator=accumulator)
 
     def chat_completion_stream_with_cancel(self, request: Optional[ChatCompletionRequest] = None,
                                            **kwargs: Any) -> Tuple[Iterator[ChatCompletionChunk], CancelToken]:
@@ -488,20 +510,6 @@ class Client:
             chunks = self.chat_completion_stream(chat.chat_request(req), cancel=cancel)
             return chat.events(chunks, cancel, self.provider)
         http = wire.http_request(self.base_url, req, stream=True)
-        token = deadline.start(self.options.timeout.total, cancel)
-        try:
-            response = self._transport.request(http.method, http.url, json=http.json, stream=True,
-                                               cancel=token, headers=http.headers)
-        except BaseException:
-            deadline.finish(token)
-            raise
-        try:
-            self._check_stream(response, token)
-        except BaseException:
-            response.close()
-            self._transport.finished()
-            deadline.finish(token)
-            raise
         decoder = wire.StreamDecoder(self.provider, self._transport.scrub)
-        events = open_stream(self._transport, response, decoder, "sse", token, accumulator=decoder.accumulator)
+        events = self._open_stream(http, decoder, "sse", cancel, accumulator=decoder.accumulator)
         return ResponseEventStream(events, fallback=False)
