@@ -59,9 +59,9 @@ def test_models(local_client):
 def test_cli_prints_an_answer():
     env = dict(os.environ, LLMLIB_PROVIDER="local")
     done = subprocess.run([sys.executable, "-m", "llmlib", "chat", "Say hello.", "--max-tokens", "12"],
-                          capture_output=True, text=True, timeout=300, env=env)
+                          capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
     models = subprocess.run([sys.executable, "-m", "llmlib", "models"], capture_output=True, text=True,
-                            timeout=300, env=env)
+                            timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert models.stdout.split() == ["smollm2-135m"]
