@@ -63,7 +63,12 @@ class _Progress:
         self.bar = None
         if progress is True:
             try:
-                from tqdm.auto import tqdm
+                import importlib.util
+
+                if importlib.util.find_spec("ipywidgets") is not None:
+                    from tqdm.auto import tqdm  # a widget bar in Jupyter, text in a terminal
+                else:
+                    from tqdm.std import tqdm  # text everywhere, without tqdm.auto's IProgress warning
             except ImportError:
                 raise ConfigurationError("progress=True needs tqdm: pip install tqdm") from None
             self.bar = tqdm(total=total, unit="req")
