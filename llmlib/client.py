@@ -513,3 +513,21 @@ class Client:
         decoder = wire.StreamDecoder(self.provider, self._transport.scrub)
         events = self._open_stream(http, decoder, "sse", cancel, accumulator=decoder.accumulator)
         return ResponseEventStream(events, fallback=False)
+
+    # ------------------------------------------------------------ provider batch jobs
+
+    def submit_batch(self, requests: Sequence[ChatCompletionRequest], *, metadata: Optional[dict] = None) -> Any:
+        """Start a provider batch job (OpenAI ``/batches``, Anthropic ``/messages/batches``:
+        answers within 24 h at about half the price); returns a :class:`llmlib.batch_jobs.BatchJob`
+        (``.id``, ``.status()``, ``.wait()``, ``.results()``, ``.cancel()``). Raises
+        ConfigurationError for a provider without a batch API, naming those that have one."""
+        from llmlib.batch_jobs import submit_batch
+
+        return submit_batch(self, requests, metadata=metadata)
+
+    def batch_job(self, job_id: str, size: Optional[int] = None) -> Any:
+        """A batch job submitted earlier, by any process, picked up by its id
+        (a :class:`llmlib.batch_jobs.BatchJob`)."""
+        from llmlib.batch_jobs import batch_job
+
+        return batch_job(self, job_id, size)
