@@ -180,13 +180,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_up(port: int, proc: Optional[subprocess.Popen] = None, timeout: float = 30.0) -> None:
+def wait_up(port: int, proc: Optional[subprocess.Popen] = None, timeout: float = 30.0, path: str = "/pid") -> None:
     until = time.monotonic() + timeout
     while time.monotonic() < until:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the server exited: {proc.stdout.read() if proc.stdout else ''}")
         try:
-            status, _, _ = http_get(port, "/pid", timeout=2)
+            status, _, _ = http_get(port, path, timeout=2)
             if status == 200:
                 return
         except OSError:
@@ -285,14 +285,14 @@ class WerkzeugServer:
 class Subprocess:
     """A server in a subprocess (gunicorn, Django's runserver), stopped with its process group."""
 
-    def __init__(self, argv: List[str], port: int, cwd: Path, env: Dict[str, str]) -> None:
+    def __init__(self, argv: List[str], port: int, cwd: Path, env: Dict[str, str], ready: str = "/pid") -> None:
         full_env = dict(os.environ, PYTHONPATH=f"{cwd}{os.pathsep}{ROOT}", PYTHONUNBUFFERED="1", **env)
         self.log = open(cwd / f"server-{port}.log", "w+")
         self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.port = port
         try:
-            wait_up(port, self.proc)
+            wait_up(port, self.proc, path=ready)
         except AssertionError:
             self.close()
             raise AssertionError(f"server failed: {self.output()}") from None
@@ -557,3 +557,77 @@ def test_django_on_gunicorn_cancels_upstream_on_disconnect(app_dir, upstream):
     finally:
         server.close()
     assert silent < 1.0, silent
+
+
+# -- the examples in docs/examples ---------------------------------------------------------------
+
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def example_env(upstream: Upstream, port: int) -> Dict[str, str]:
+    return {"LLMLIB_PROVIDER": "openai", "OPENAI_BASE_URL": upstream.url + "/v1", "OPENAI_API_KEY": "sk-test-web",
+            "LLMLIB_MODEL": "m", "CHAT_PORT": str(port)}
+
+
+def chat_through_page(port: int) -> str:
+    """What the page does: GET /, then POST /chat (with Django's CSRF token); the streamed text."""
+    import re
+
+    import requests
+
+    with requests.Session() as http:
+        page = http.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and "llmlib chat" in page.text
+        token = re.search(r'"X-CSRFToken": "([^"]+)"', page.text)
+        headers = {"X-CSRFToken": token.group(1)} if token else {}
+        with http.post(f"http://127.0.0.1:{port}/chat", json={"messages": [{"role": "user", "content": "short"}]},
+                       headers=headers, stream=True, timeout=10) as r:
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"].startswith("text/event-stream")
+            body = r.raw.read()
+    events = parse(body)
+    assert events[-1]["data"] == "[DONE]"
+    return "".join(json.loads(e["data"])["choices"][0]["delta"].get("content") or ""
+                   for e in events[:-1] if json.loads(e["data"])["choices"])
+
+
+def test_flask_example_streams_a_chat(upstream, tmp_path):
+    port = free_port()
+    server = Subprocess([PYTHON, str(EXAMPLES / "flask_chat" / "app.py")], port, tmp_path,
+                        example_env(upstream, port), ready="/")
+    try:
+        assert chat_through_page(port) == "Hello from upstream."
+        silent_post = disconnect_after_post(port)
+        record = upstream.records[-1]
+        assert upstream.wait_closed(record, 2) is not None, "closing the tab did not cancel upstream"
+        assert upstream.records[-1]["closed_at"] - silent_post < 1.0
+    finally:
+        server.close()
+
+
+def test_django_example_streams_a_chat(upstream, tmp_path):
+    port = free_port()
+    server = Subprocess([PYTHON, str(EXAMPLES / "django_chat" / "manage.py"), "runserver", f"127.0.0.1:{port}",
+                         "--noreload"], port, tmp_path, example_env(upstream, port), ready="/")
+    try:
+        assert chat_through_page(port) == "Hello from upstream."
+    finally:
+        server.close()
+
+
+def disconnect_after_post(port: int) -> float:
+    """POST a silent chat, read its first events, hang up; the time of the hang-up."""
+    body = json.dumps({"messages": [{"role": "user", "content": "silent"}]}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(b"POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        data = b""
+        while b"tok2" not in data:
+            piece = s.recv(65536)
+            assert piece, data
+            data += piece
+    finally:
+        closed = time.monotonic()
+        s.close()
+    return closed
