@@ -287,6 +287,12 @@ class ChatCompletionResponse:
             out["system_fingerprint"] = self.system_fingerprint
         return out
 
+    def _repr_markdown_(self) -> str:
+        """How Jupyter shows an answer: its text as Markdown, reasoning collapsed, tool calls."""
+        from llmlib.notebook import markdown
+
+        return markdown(self)
+
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> "ChatCompletionResponse":
         """An answer from an OpenAI ``chat.completion`` dict (as :meth:`to_dict` gives).
@@ -438,6 +444,12 @@ class ChatCompletionChunk:
         if self.system_fingerprint is not None:
             out["system_fingerprint"] = self.system_fingerprint
         return out
+
+    def _repr_markdown_(self) -> str:
+        """How Jupyter shows a chunk: what it adds, as Markdown."""
+        from llmlib.notebook import chunk_markdown
+
+        return chunk_markdown(self)
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> "ChatCompletionChunk":
