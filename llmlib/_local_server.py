@@ -171,6 +171,18 @@ def _without_extra_buffer_types() -> None:
     llama_cpp.llama.llama_cpp.llama_model_default_params = model_params
 
 
+def _without_settings_from_the_environment() -> None:
+    """llama_cpp.server's settings also read the environment (``PORT``, ``HOST``,
+    ``MODEL``, ``N_CTX``...): a user's ``PORT=5000`` for their own web app made the
+    server bind that port instead of ours. Only our arguments may configure it."""
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    names = {n.lower() for cls in (ModelSettings, ServerSettings) for n in getattr(cls, "model_fields", {})}
+    for name in list(os.environ):
+        if name.lower() in names:
+            del os.environ[name]
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Watch the parent, then run llama_cpp.server with the remaining arguments."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -179,6 +191,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         watch_parent(int(parent), log)
     _without_extra_buffer_types()
     _register_gemma3()
+    _without_settings_from_the_environment()
     from llama_cpp.server.__main__ import main as serve
 
     sys.argv = [sys.argv[0], *args]

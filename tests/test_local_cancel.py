@@ -38,3 +38,15 @@ def test_a_cancelled_chat_completion_frees_the_server_for_the_next_call(local_cl
     assert local_client.chat_completion(messages="Say hi.", max_tokens=5).choices
     # Generating 1,500 tokens takes this server well over 10 s; the next call must not wait for it.
     assert time.monotonic() - start < 8
+
+
+def test_the_local_server_ignores_a_port_in_the_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PORT="1", HOST="203.0.113.1", N_CTX="16")  # all three would break it
+    code = "import llmlib; print(llmlib.Client('local').chat_completion(messages='Hi', max_tokens=3).choices[0].finish_reason)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
