@@ -25,7 +25,9 @@ finished and returns the whole list in input order:
 - a request that changed at the same index is detected by its hash (sha256 of
   the canonical JSON of the provider-neutral ``ChatCompletionRequest``) and sent
   again: an old line never answers a different question. The new answer is
-  appended; the last line for an (index, hash) pair wins.
+  appended; the last line for an (index, hash) pair wins. The hash covers the
+  request, not the Client: the same file used with another provider reads
+  back the first provider's answers (use one file per provider).
 
 Items cancelled (``CancelledError``) are not written: they were not finished.
 A checkpoint that cannot be written (disk full, permissions) stops the batch:
