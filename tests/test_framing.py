@@ -174,7 +174,7 @@ def test_a_10_mib_event_in_512_byte_reads_is_linear_in_time_and_memory():
     body = b"data: " + b"x" * size + b"\n\n"
     took, peak, sizes = _peak_bytes([body[i:i + 512] for i in range(0, len(body), 512)])
     assert sizes == [size]
-    assert took < 1.0, f"{took:.2f} s"  # sseclient-py's own reader takes minutes here
+    assert took < 5.0, f"{took:.2f} s"  # linear: about 0.3 s here; sseclient-py's own reader takes minutes
     # The framer's buffer, the event block, and sseclient-py's line and str copies:
     # a fixed multiple of the one event, however it was split.
     assert peak < 8 * size, f"peak {peak / size:.1f}x the event"
