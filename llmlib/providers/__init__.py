@@ -62,7 +62,11 @@ class ProviderSpec:
     (``<NAME>_BASE_URL`` in the environment overrides it); ``key_env`` lists the
     environment variables tried for the key, in order (empty: no key needed);
     ``max_tokens_field`` is the body field that carries ``max_tokens``;
-    ``docs`` the provider's API reference.
+    ``docs`` the provider's API reference. ``think_tags`` (OpenAI protocol):
+    the provider's models may put their reasoning in the answer text as
+    ``<think>...</think>`` at its start (open-weight reasoning models on local
+    servers and on some hosts), which the stream decoder then moves into
+    ``reasoning_content``.
     """
 
     name: str
@@ -71,6 +75,11 @@ class ProviderSpec:
     key_env: Tuple[str, ...] = ()
     max_tokens_field: str = "max_tokens"
     docs: str = ""
+    think_tags: bool = False
+    #: False for a provider with no model-listing endpoint: ``list_models`` then
+    #: raises ConfigurationError before sending anything (``model_info`` answers
+    #: from llmlib's model table alone).
+    has_models_endpoint: bool = True
 
     @property
     def needs_key(self) -> bool:
@@ -81,8 +90,9 @@ class ProviderSpec:
         return f"{self.name.upper()}_BASE_URL"
 
 
-def _openai_compatible(name: str, base_url: Optional[str], *key_env: str, docs: str = "") -> ProviderSpec:
-    return ProviderSpec(name, "openai", base_url, tuple(key_env), docs=docs)
+def _openai_compatible(name: str, base_url: Optional[str], *key_env: str, docs: str = "",
+                       think_tags: bool = False) -> ProviderSpec:
+    return ProviderSpec(name, "openai", base_url, tuple(key_env), docs=docs, think_tags=think_tags)
 
 
 SPECS: Dict[str, ProviderSpec] = {
@@ -101,7 +111,7 @@ SPECS: Dict[str, ProviderSpec] = {
                      docs="https://github.com/ollama/ollama/blob/main/docs/api.md"),
         ProviderSpec("cohere", "cohere", "https://api.cohere.com/v2", ("COHERE_API_KEY", "CO_API_KEY"),
                      docs="https://docs.cohere.com/reference/chat"),
-        _openai_compatible("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY",
+        _openai_compatible("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", think_tags=True,
                            docs="https://console.groq.com/docs/api-reference"),
         _openai_compatible("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY",
                            docs="https://openrouter.ai/docs/api-reference"),
@@ -110,12 +120,14 @@ SPECS: Dict[str, ProviderSpec] = {
         _openai_compatible("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY",
                            docs="https://docs.mistral.ai/api/"),
         _openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", docs="https://docs.x.ai/api"),
-        _openai_compatible("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY",
+        _openai_compatible("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY", think_tags=True,
                            docs="https://docs.together.ai/reference"),
         _openai_compatible("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY",
-                           docs="https://docs.fireworks.ai/api-reference"),
-        _openai_compatible("perplexity", "https://api.perplexity.ai", "PERPLEXITY_API_KEY",
-                           docs="https://docs.perplexity.ai/api-reference"),
+                           think_tags=True, docs="https://docs.fireworks.ai/api-reference"),
+        # Perplexity has no GET /models (its models are listed only in its docs).
+        attrs.evolve(_openai_compatible("perplexity", "https://api.perplexity.ai", "PERPLEXITY_API_KEY",
+                                        think_tags=True, docs="https://docs.perplexity.ai/api-reference"),
+                     has_models_endpoint=False),
         _openai_compatible("moonshot", "https://api.moonshot.ai/v1", "MOONSHOT_API_KEY",
                            docs="https://platform.moonshot.ai/docs"),
         _openai_compatible("zhipu", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY",
@@ -125,11 +137,12 @@ SPECS: Dict[str, ProviderSpec] = {
         _openai_compatible("qwen", "https://dashscope.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY",
                            docs="https://help.aliyun.com/zh/model-studio/compatibility-of-openai-with-dashscope"),
         _openai_compatible("edgee", "https://api.edgee.ai/v1", "EDGEE_API_KEY", docs="https://www.edgee.cloud/docs"),
-        _openai_compatible("lmstudio", "http://127.0.0.1:1234/v1", docs="https://lmstudio.ai/docs/api"),
-        _openai_compatible("vllm", "http://127.0.0.1:8000/v1", docs="https://docs.vllm.ai/"),
-        _openai_compatible("llamacpp", "http://127.0.0.1:8080/v1",
+        _openai_compatible("lmstudio", "http://127.0.0.1:1234/v1", think_tags=True,
+                           docs="https://lmstudio.ai/docs/api"),
+        _openai_compatible("vllm", "http://127.0.0.1:8000/v1", think_tags=True, docs="https://docs.vllm.ai/"),
+        _openai_compatible("llamacpp", "http://127.0.0.1:8080/v1", think_tags=True,
                            docs="https://github.com/ggml-org/llama.cpp/tree/master/tools/server"),
-        ProviderSpec("local", "local", None, (),
+        ProviderSpec("local", "local", None, (), think_tags=True,
                      docs="https://llama-cpp-python.readthedocs.io/en/latest/server/"),
     ]
 }

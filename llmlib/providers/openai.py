@@ -8,13 +8,52 @@ https://platform.openai.com/docs/api-reference/models/list. Every OpenAI-compati
 provider (Groq, DeepSeek, OpenRouter, Mistral, llama.cpp...) uses this module with
 its own row of :mod:`llmlib.providers`.
 
+What the compatible providers add to the format, and where it goes:
+
+- Top-level keys llmlib has no field for (OpenRouter ``provider``, Groq
+  ``x_groq``, Perplexity ``citations`` and ``search_results``, llama.cpp
+  ``timings``, OpenAI ``service_tier``...) are kept as sent in
+  ``chunk.provider_fields`` (None when a chunk has none). Keys inside choices
+  and deltas that llmlib does not map (Groq's ``channel``, OpenRouter's
+  ``native_finish_reason``) are not kept.
+- Usage: ``usage`` may be ``null`` on every chunk but the last (DeepSeek, Zhipu,
+  Mistral); Groq sends it only as ``x_groq.usage`` on the last chunk, which becomes
+  ``chunk.usage`` when there is no top-level ``usage``. ``Usage.raw`` keeps the usage
+  object as sent (OpenRouter's ``cost`` and ``cost_details``, Groq's timings).
+- Reasoning: ``reasoning_content`` (DeepSeek, Zhipu, Qwen, Moonshot, xAI) or
+  ``reasoning`` (OpenRouter, Groq) -> ``delta.reasoning_content``; Mistral's
+  Magistral ``content`` as typed parts (see :func:`content_parts`); and, for the
+  providers whose table row sets ``think_tags`` (local servers, Groq, Together,
+  Fireworks, Perplexity), a ``<think>...</think>`` block at the start of the answer
+  text, even with its tags split across chunks (see :class:`StreamDecoder`).
+  OpenRouter's ``reasoning_details`` are kept in
+  ``delta.provider_fields[<provider>]["reasoning_details"]``: each chunk holds the
+  pieces it brought, and the chunk that finishes the choice holds the whole list,
+  pieces of one detail merged: what ``collect`` keeps, and what goes back (to the
+  same provider only) when the collected message is sent in a later request, as
+  OpenRouter needs to continue a reasoning model's turn.
+- Tool calls: Mistral sends whole calls without ``index``: each new call (a new
+  ``id``) gets the next free index, so calls in separate chunks are never merged;
+  a name repeated on a later delta (Kimi via OpenRouter) is not a new call, and
+  the stream layer does not double it; a call whose ``arguments`` never came
+  (``null``, no key, or only ``""``) gets ``"{}"`` on the chunk that finishes its
+  choice, so its arguments always parse.
+- Errors inside the stream: an ``event: error`` (Groq's ``tool_use_failed``, whose
+  ``failed_generation`` stays reachable in ``error.body["error"]``) or an
+  ``"error"`` object in an ordinary chunk (OpenRouter, then ``[DONE]``) raise the
+  typed error, with ``.partial``; ``"error": null`` is no error. OpenRouter's
+  ``: OPENROUTER PROCESSING`` lines are SSE comments, dropped by the event parser.
+- OpenRouter's ``provider/model`` names are sent as given. Its optional
+  attribution headers go in ``ConnectionOptions(headers={"HTTP-Referer":
+  "https://myapp.example", "X-Title": "My App"})``, sent with every request.
+
 Knows nothing about HTTP, threads or retries.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload, is_error_payload
@@ -22,6 +61,7 @@ from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, Tool
 from llmlib.providers import ProviderSpec, endpoint
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
+from llmlib.streaming import _Text
 from llmlib.types import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -89,8 +129,10 @@ def _encode_part(part: ContentPart) -> Dict[str, Any]:
     raise ConfigurationError(f"unknown content part type {part.type!r}")
 
 
-def encode_message(message: Message) -> Dict[str, Any]:
-    """One :class:`Message` as an OpenAI ``messages[]`` item."""
+def encode_message(message: Message, provider: Optional[str] = None) -> Dict[str, Any]:
+    """One :class:`Message` as an OpenAI ``messages[]`` item. An assistant message
+    collected from ``provider`` goes back with the ``reasoning_details`` it kept
+    (OpenRouter: the reasoning blocks a reasoning model needs to continue a turn)."""
     out: Dict[str, Any] = {"role": message.role.value}
     content = message.content
     if content is None:
@@ -112,6 +154,10 @@ def encode_message(message: Message) -> Dict[str, Any]:
         raise ConfigurationError("a tool message needs tool_call_id: use Message.tool(tool_call_id, content)")
     if message.name is not None:
         out["name"] = message.name
+    if message.provider_fields and provider is not None and message.role is Role.ASSISTANT:
+        kept = message.provider_fields.get(provider)
+        if isinstance(kept, Mapping) and kept.get("reasoning_details"):
+            out["reasoning_details"] = list(kept["reasoning_details"])
     return out
 
 
@@ -136,7 +182,7 @@ def encode_request(request: ChatCompletionRequest, spec: ProviderSpec, *, stream
         raise ConfigurationError("ChatCompletionRequest.messages is empty; add at least one Message")
     body: Dict[str, Any] = {
         "model": request.model,
-        "messages": [encode_message(m) for m in request.messages],
+        "messages": [encode_message(m, spec.name) for m in request.messages],
     }
     if request.max_tokens is not None:
         body[spec.max_tokens_field] = request.max_tokens
@@ -165,7 +211,8 @@ def encode_request(request: ChatCompletionRequest, spec: ProviderSpec, *, stream
 
 
 def decode_usage(obj: Dict[str, Any]) -> Usage:
-    """An OpenAI ``usage`` object (with its ``*_details``) as :class:`Usage`."""
+    """An OpenAI ``usage`` object (with its ``*_details``) as :class:`Usage`, the
+    object itself kept as ``raw``."""
     prompt = obj.get("prompt_tokens") or 0
     completion = obj.get("completion_tokens") or 0
     details = obj.get("completion_tokens_details") or {}
@@ -176,17 +223,22 @@ def decode_usage(obj: Dict[str, Any]) -> Usage:
         obj.get("total_tokens") or prompt + completion,
         details.get("reasoning_tokens"),
         prompt_details.get("cached_tokens"),
+        obj,
     )
 
 
 def _decode_tool_call(obj: Dict[str, Any]) -> ToolCall:
     fn = obj.get("function") or {}
-    return ToolCall(obj.get("id") or "", FunctionCall(fn.get("name") or "", fn.get("arguments") or ""),
+    return ToolCall(obj.get("id") or "", FunctionCall(fn.get("name") or "", fn.get("arguments") or "{}"),
                     obj.get("type") or "function")
 
 
-def decode_response(obj: Dict[str, Any]) -> ChatCompletionResponse:
-    """A ``chat.completion`` object as :class:`ChatCompletionResponse`."""
+def decode_response(obj: Dict[str, Any], provider: str = "openai",
+                    think_tags: bool = False) -> ChatCompletionResponse:
+    """A ``chat.completion`` object as :class:`ChatCompletionResponse` (a message's
+    ``reasoning_details`` kept in ``provider_fields[provider]``; a tool call without
+    arguments gets ``"{}"``; with ``think_tags``, a ``<think>...</think>`` block
+    opening the text becomes reasoning, as in a stream)."""
     choices = []
     for position, c in enumerate(obj.get("choices") or ()):
         m = c.get("message") or {}
@@ -194,6 +246,9 @@ def decode_response(obj: Dict[str, Any]) -> ChatCompletionResponse:
         content, reasoning = m.get("content"), m.get("reasoning_content") or m.get("reasoning")
         if content is not None and not isinstance(content, str):
             content, reasoning = content_parts(content, reasoning)
+        if think_tags and content:
+            content, reasoning = _split_whole(content, reasoning)
+        details = m.get("reasoning_details")
         choices.append(Choice(
             c.get("index", position),
             Message(
@@ -202,6 +257,7 @@ def decode_response(obj: Dict[str, Any]) -> ChatCompletionResponse:
                 tuple(_decode_tool_call(t) for t in calls) if calls else None,
                 reasoning_content=reasoning,
                 refusal=m.get("refusal"),
+                provider_fields={provider: {"reasoning_details": details}} if details else None,
             ),
             finish_reason(c.get("finish_reason")),
             c.get("logprobs"),
@@ -254,16 +310,26 @@ def content_parts(content: Any, reasoning: Optional[str] = None) -> Tuple[Option
     return ("".join(text) if text else None), ("".join(thinking) if thinking else None)
 
 
-def decode_chunk(obj: Dict[str, Any]) -> ChatCompletionChunk:
+# Top-level keys of a chunk that llmlib maps (or, for "error", checks); any
+# other key goes to chunk.provider_fields.
+_KNOWN_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "error"})
+_all_known = _KNOWN_KEYS.issuperset
+
+
+def decode_chunk(obj: Dict[str, Any], stream: Optional["StreamDecoder"] = None) -> ChatCompletionChunk:
     """A ``chat.completion.chunk`` object as :class:`ChatCompletionChunk`.
 
     The hot path of streaming (once per token): plain dict lookups, no helpers
-    but for the rare tool-call and usage parts.
+    but for the rare tool-call, reasoning-details, usage and unknown-key parts.
+    ``stream`` is the :class:`StreamDecoder` of the answer, which numbers tool
+    calls sent without ``index`` across chunks and merges reasoning details; None
+    decodes the chunk alone (a call without ``index`` is numbered by its position).
     """
     get = obj.get
     choices = []
     for c in get("choices") or ():
         d = c.get("delta") or _EMPTY
+        index = c.get("index", 0)
         calls = d.get("tool_calls")
         reason = c.get("finish_reason")
         content = d.get("content")
@@ -272,38 +338,245 @@ def decode_chunk(obj: Dict[str, Any]) -> ChatCompletionChunk:
             content, reasoning = content_parts(content, reasoning)
         elif reasoning.__class__ is not str and reasoning is not None:
             raise ValueError(f"reasoning must be a string, not {type(reasoning).__name__}")
+        details = d.get("reasoning_details")
         choices.append(ChunkChoice(
-            c.get("index", 0),
+            index,
             Delta(d.get("role"), content, reasoning,
-                  _decode_call_deltas(calls) if calls else None, d.get("refusal")),
+                  (_decode_call_deltas(calls) if stream is None else stream.tool_calls(index, calls))
+                  if calls else None,
+                  d.get("refusal"),
+                  _details_field(details, stream, index) if details else None),
             None if reason is None else _FINISH.get(reason, reason),
             c.get("logprobs"),
         ))
     usage = get("usage")
-    return ChatCompletionChunk(
+    chunk = ChatCompletionChunk(
         get("id"), get("model"), choices, decode_usage(usage) if usage else None,
         get("created"), get("object") or "chat.completion.chunk", get("system_fingerprint"),
     )
+    if not _all_known(obj):
+        _keep_unknown(chunk, obj)
+    return chunk
+
+
+def _keep_unknown(chunk: ChatCompletionChunk, obj: Dict[str, Any]) -> None:
+    """Top-level keys llmlib has no field for, kept in ``chunk.provider_fields``;
+    Groq's ``x_groq.usage`` is the chunk's usage when it has no ``usage``."""
+    extra = {k: v for k, v in obj.items() if k not in _KNOWN_KEYS}
+    chunk.provider_fields = extra
+    if chunk.usage is None:
+        groq = extra.get("x_groq")
+        if groq.__class__ is dict and groq.get("usage"):
+            chunk.usage = decode_usage(groq["usage"])
+
+
+def _details_field(details: Any, stream: Optional["StreamDecoder"], index: int) -> Dict[str, Any]:
+    if details.__class__ is not list:
+        raise ValueError(f"reasoning_details must be a list, not {type(details).__name__}")
+    if stream is None:
+        return {"openai": {"reasoning_details": details}}
+    return stream.reasoning_details(index, details)
+
+
+# ---------------------------------------------------------------- stream state
+
+
+def _split_whole(content: str, reasoning: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """A whole answer's text with its opening ``<think>`` block moved to reasoning."""
+    think = _Think()
+    text, thought = think.feed(content)
+    rest, more = think.flush()
+    text = (text or "") + (rest or "")
+    thought = (thought or "") + (more or "")
+    if thought and reasoning:
+        thought = reasoning + thought
+    return text, thought or reasoning
+
+
+class _Calls:
+    """The tool calls of one choice so far: the next free index, the call last
+    given one (for calls sent without ``index``), and which calls got arguments."""
+
+    __slots__ = ("next", "auto", "auto_id", "auto_name", "args")
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.auto: Optional[int] = None
+        self.auto_id: Optional[str] = None
+        self.auto_name: Optional[str] = None
+        self.args: Dict[int, bool] = {}
+
+
+# OpenRouter reasoning_details types whose consecutive pieces (same type and
+# index) make one detail, and their keys whose text is joined.
+_MERGED_DETAILS = frozenset({"reasoning.text", "reasoning.summary"})
+_DETAIL_TEXT = frozenset({"text", "summary"})
+
+
+class _Details:
+    """OpenRouter ``reasoning_details`` of one choice, assembled compactly:
+    consecutive pieces of one ``reasoning.text`` or ``reasoning.summary`` detail
+    (same ``type`` and ``index``) become one detail, its ``text`` / ``summary``
+    joined and its other keys the latest non-empty value sent (the signature
+    comes last, after ``"signature": ""``); other details are kept as sent."""
+
+    __slots__ = ("entries", "dirty", "finished")
+
+    def __init__(self) -> None:
+        self.entries: List[Tuple[Any, Optional[Dict[str, _Text]]]] = []  # (detail, its text pieces)
+        self.dirty = False  # pieces added since the whole list was last given out
+        self.finished = False  # the choice has sent its finish_reason
+
+    def add(self, items: List[Any]) -> None:
+        entries = self.entries
+        for item in items:
+            self.dirty = True
+            kind = item.get("type") if item.__class__ is dict else None
+            if kind not in _MERGED_DETAILS:
+                entries.append((item, None))
+                continue
+            last = entries[-1] if entries else None
+            if (last is not None and last[1] is not None and last[0].get("type") == kind
+                    and last[0].get("index") == item.get("index")):
+                fields, texts = last
+            else:
+                fields, texts = {}, {}
+                entries.append((fields, texts))
+            for key, value in item.items():
+                if key in _DETAIL_TEXT and value.__class__ is str:
+                    pieces = texts.get(key)
+                    if pieces is None:
+                        pieces = texts[key] = _Text()
+                        fields.setdefault(key, "")
+                    pieces.add(value)
+                elif key not in fields or (value is not None and value != ""):
+                    fields[key] = value
+
+    def whole(self) -> List[Any]:
+        """The details so far, as a new list of new dicts."""
+        self.dirty = False
+        out = []
+        for detail, texts in self.entries:
+            if texts is not None:  # merged: still growing, so given out as a copy
+                detail = dict(detail)
+                for key, pieces in texts.items():
+                    detail[key] = pieces.value()
+            out.append(detail)
+        return out
+
+
+_OPEN, _CLOSE = "<think>", "</think>"
+# Where a choice's answer text stands, for think-tag splitting.
+_START, _THINK_START, _THINK, _AFTER, _DONE = range(5)
+
+
+class _Think:
+    """Splits a ``<think>...</think>`` block at the start of one choice's answer
+    text into reasoning, whatever the chunk boundaries (``<thi`` + ``nk>``).
+
+    Fed each piece of ``content`` in order; returns ``(content, reasoning)`` for
+    the piece, holding back what cannot be placed yet (a possible tag prefix, and
+    whitespace that may turn out to border a tag). Whitespace just inside the
+    tags and just after ``</think>`` is dropped. Text that does not open with
+    ``<think>`` (after leading whitespace) is content from then on: the splitter
+    is then ``_DONE`` and the decoder stops calling it.
+    """
+
+    __slots__ = ("mode", "pending")
+
+    def __init__(self) -> None:
+        self.mode = _START
+        self.pending = ""
+
+    def feed(self, text: str) -> Tuple[Optional[str], Optional[str]]:
+        mode = self.mode
+        if mode == _START:
+            buf = self.pending + text
+            head = buf.lstrip()
+            if head.startswith(_OPEN):
+                self.pending = ""
+                self.mode = _THINK_START
+                return self._thinking(head[len(_OPEN):])
+            if _OPEN.startswith(head):  # only whitespace so far, or the start of the tag: wait
+                self.pending = buf
+                return None, None
+            self.pending = ""
+            self.mode = _DONE
+            return buf, None
+        if mode == _AFTER:
+            text = text.lstrip()
+            if not text:
+                return None, None
+            self.mode = _DONE
+            return text, None
+        if mode == _DONE:
+            return text, None
+        return self._thinking(text)
+
+    def _thinking(self, text: str) -> Tuple[Optional[str], Optional[str]]:
+        buf = self.pending + text
+        if self.mode == _THINK_START:
+            buf = buf.lstrip()
+            if not buf:
+                return None, None
+            self.mode = _THINK
+        end = buf.find(_CLOSE)
+        if end >= 0:
+            self.pending = ""
+            after = buf[end + len(_CLOSE):].lstrip()
+            self.mode = _DONE if after else _AFTER
+            return after or None, buf[:end].rstrip() or None
+        cut = len(buf)
+        lt = buf.rfind("<", max(0, cut - len(_CLOSE) + 1))
+        if lt >= 0 and _CLOSE.startswith(buf[lt:]):
+            cut = lt  # "</thi": perhaps the closing tag, held until the next piece says
+        body = buf[:cut].rstrip()
+        self.pending = buf[len(body):]
+        return None, body or None
+
+    def flush(self) -> Tuple[Optional[str], Optional[str]]:
+        """What is still held when the choice finishes, as ``(content, reasoning)``."""
+        pending, mode = self.pending, self.mode
+        self.pending, self.mode = "", _DONE
+        if not pending:
+            return None, None
+        if mode == _START:
+            return pending, None
+        return None, pending.rstrip() or None  # a think block never closed
 
 
 class StreamDecoder(BaseStreamDecoder):
     """Turns the SSE events of one stream into chunks.
 
     ``decode(event)`` returns a chunk, or None for events that carry none
-    (``[DONE]``); it raises the typed error of an error event, and ValueError for
-    a payload that is not a JSON object. ``ended`` becomes True at ``[DONE]`` (read
-    no further); ``complete`` also once every choice has sent its ``finish_reason``
-    (a server that closes without ``[DONE]`` has still answered in full).
+    (``[DONE]``); it raises the typed error of an error event (``event: error``,
+    or a payload whose ``"error"`` is set), and ValueError for a payload that is
+    not a JSON object. ``ended`` becomes True at ``[DONE]`` (read no further);
+    ``complete`` also once every choice has sent its ``finish_reason`` (a server
+    that closes without ``[DONE]`` has still answered in full).
+
+    Across the chunks of the answer it numbers tool calls sent without
+    ``index``, gives ``"{}"`` to calls whose arguments never came, assembles
+    reasoning details (see the module docstring), and with ``think_tags`` moves a
+    ``<think>...</think>`` block that opens the answer text (leading whitespace
+    aside) into ``reasoning_content``: text that might still be a tag is held
+    back (its chunk's ``content`` is None) until the next piece decides, and
+    released on the chunk that finishes the choice. Once every choice's answer
+    has started without the tag, or its think block has closed, the check costs
+    nothing more per chunk.
     """
 
-    __slots__ = ("provider", "ended", "_finished", "_choices", "_scrub")
+    __slots__ = ("provider", "ended", "_finished", "_choices", "_scrub", "_calls", "_details", "_think")
 
-    def __init__(self, provider: str, choices: int = 1, scrub=lambda s: s) -> None:
+    def __init__(self, provider: str, choices: int = 1, scrub=lambda s: s, *, think_tags: bool = False) -> None:
         self.provider = provider
         self.ended = False
         self._finished: set = set()
         self._choices = max(choices, 1)
         self._scrub = scrub
+        self._calls: Optional[Dict[int, _Calls]] = None  # per choice, from its first tool call
+        self._details: Optional[Dict[int, _Details]] = None  # per choice, from its first reasoning detail
+        self._think: Optional[Dict[int, _Think]] = {} if think_tags else None  # None: nothing to split
 
     @property
     def complete(self) -> bool:
@@ -319,11 +592,112 @@ class StreamDecoder(BaseStreamDecoder):
             raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
         if is_error_payload(obj) or event.event == "error":
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
-        chunk = decode_chunk(obj)
+        chunk = decode_chunk(obj, self)
+        think = self._think
         for c in chunk.choices:
+            if think is not None:
+                self._split(think, c)
             if c.finish_reason is not None:
                 self._finished.add(c.index)
+                if self._calls is not None:
+                    self._fill_arguments(c)
+            if self._details is not None:
+                self._whole_details(c)
         return chunk
+
+    # -- tool calls
+
+    def tool_calls(self, choice: int, calls: List[Dict[str, Any]]) -> List[ToolCallDelta]:
+        """The ``delta.tool_calls`` of ``choice`` as ToolCallDeltas. A call without
+        ``index`` continues the last such call when it repeats its ``id`` (or, with
+        no ``id``, names no other function); otherwise it is a new call, with the
+        next free index."""
+        states = self._calls
+        if states is None:
+            states = self._calls = {}
+        state = states.get(choice)
+        if state is None:
+            state = states[choice] = _Calls()
+        out = []
+        for t in calls:
+            fn = t.get("function") or _EMPTY
+            call_id, name, arguments = t.get("id"), fn.get("name"), fn.get("arguments")
+            index = t.get("index")
+            if index is None:
+                auto = state.auto
+                if auto is not None and (call_id == state.auto_id if call_id is not None
+                                         else name is None or name == state.auto_name):
+                    index = auto
+                else:
+                    index = state.auto = state.next
+                    state.auto_id, state.auto_name = call_id, name
+            if index >= state.next:
+                state.next = index + 1
+            if arguments:
+                state.args[index] = True
+            elif index not in state.args:
+                state.args[index] = False
+            out.append(ToolCallDelta(index, call_id, t.get("type"), FunctionCallDelta(name, arguments)))
+        return out
+
+    def _fill_arguments(self, c: ChunkChoice) -> None:
+        # Calls of this choice that never got arguments get "{}" (no arguments), once.
+        state = self._calls.get(c.index)
+        if state is None:
+            return
+        missing = [i for i, got in state.args.items() if not got]
+        if missing:
+            fills = [ToolCallDelta(i, None, None, FunctionCallDelta(None, "{}")) for i in missing]
+            for i in missing:
+                state.args[i] = True
+            calls = c.delta.tool_calls
+            c.delta.tool_calls = fills if calls is None else [*calls, *fills]
+
+    # -- reasoning details
+
+    def reasoning_details(self, choice: int, details: List[Any]) -> Dict[str, Any]:
+        """Folds one chunk's ``reasoning_details`` of ``choice`` into the answer's;
+        returns the delta's ``provider_fields`` holding the pieces as sent."""
+        kept = self._details
+        if kept is None:
+            kept = self._details = {}
+        state = kept.get(choice)
+        if state is None:
+            state = kept[choice] = _Details()
+        state.add(details)
+        return {self.provider: {"reasoning_details": details}}
+
+    def _whole_details(self, c: ChunkChoice) -> None:
+        # The chunk that finishes a choice (or brings details after that) holds them all.
+        state = self._details.get(c.index)
+        if state is None or not (c.finish_reason is not None or state.finished):
+            return
+        state.finished = True
+        if state.dirty:
+            fields = dict(c.delta.provider_fields or ())
+            fields[self.provider] = {"reasoning_details": state.whole()}
+            c.delta.provider_fields = fields
+
+    # -- think tags
+
+    def _split(self, think: Dict[int, _Think], c: ChunkChoice) -> None:
+        state = think.get(c.index)
+        if state is None:
+            state = think[c.index] = _Think()
+        d = c.delta
+        text = d.content
+        if text:
+            d.content, reasoning = state.feed(text)
+            if reasoning is not None:
+                d.reasoning_content = reasoning if d.reasoning_content is None else d.reasoning_content + reasoning
+        if c.finish_reason is not None and state.mode != _DONE:
+            content, reasoning = state.flush()
+            if content is not None:
+                d.content = content if d.content is None else d.content + content
+            if reasoning is not None:
+                d.reasoning_content = reasoning if d.reasoning_content is None else d.reasoning_content + reasoning
+        if state.mode == _DONE and len(think) >= self._choices and all(s.mode == _DONE for s in think.values()):
+            self._think = None  # every answer has started: nothing more to split
 
 
 def decode_models(obj: Any, provider: str) -> List[ModelInfo]:
@@ -347,6 +721,12 @@ class OpenAIProtocol(Protocol):
 
     framing = "sse"
 
+    @property
+    def supports_responses(self) -> bool:  # type: ignore[override]
+        """OpenAI's own API serves ``POST /responses``; compatible providers get
+        the chat-completions fallback of ``Client.responses``."""
+        return self.spec.name == "openai"
+
     def chat_request(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> HTTPRequest:
         """``POST {base_url}/chat/completions`` with the encoded request."""
         return HTTPRequest("POST", endpoint(base_url, "/chat/completions"),
@@ -354,13 +734,16 @@ class OpenAIProtocol(Protocol):
                            {"Accept": "text/event-stream"} if stream else {})
 
     def stream_decoder(self, request: ChatCompletionRequest, scrub: Scrub) -> StreamDecoder:
-        return StreamDecoder(self.spec.name, request.n or 1, scrub)
+        return StreamDecoder(self.spec.name, request.n or 1, scrub, think_tags=self.spec.think_tags)
 
     def decode_response(self, obj: Any) -> ChatCompletionResponse:
-        return decode_response(obj)
+        return decode_response(obj, self.spec.name, self.spec.think_tags)
 
     def models_request(self, base_url: str, page_token: Optional[str] = None) -> HTTPRequest:
         """``GET {base_url}/models`` (one page: OpenAI does not paginate it)."""
+        if not self.spec.has_models_endpoint:
+            raise ConfigurationError(f"{self.provider} has no model listing endpoint (see {self.spec.docs}); "
+                                     "client.model_info(model) answers from llmlib's model table")
         return HTTPRequest("GET", endpoint(base_url, "/models"))
 
     def decode_models(self, obj: Any) -> Tuple[List[ModelInfo], Optional[str]]:
