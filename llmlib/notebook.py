@@ -93,6 +93,8 @@ def display_stream(chunks: Iterable[ChatCompletionChunk], *, interval: float = I
 
     acc = Accumulator()
     handle = display(Markdown(""), display_id=display_id or True)
+    if handle is None:  # outside a kernel IPython's display() returns None: show the last word only
+        handle = _Final(display)
     last = time.monotonic()
     try:
         for chunk in chunks:
@@ -104,15 +106,39 @@ def display_stream(chunks: Iterable[ChatCompletionChunk], *, interval: float = I
     except KeyboardInterrupt:
         _close(chunks)
         handle.update(Markdown(markdown(acc.response(), "interrupted: the stream was cancelled")))
+        _show(handle)
         raise
     except BaseException as exc:
         _close(chunks)
         handle.update(Markdown(markdown(acc.response(), f"stopped by {type(exc).__name__}")))
+        _show(handle)
         raise
     response = acc.response()
     handle.update(Markdown(markdown(response)))  # the last word is always the whole answer
+    _show(handle)
     _close(chunks)
     return response
+
+
+class _Final:
+    """Stands in for a display handle where there is none (plain ``python``):
+    updates are dropped, and the final one is shown once."""
+
+    def __init__(self, display: Any) -> None:
+        self._display = display
+        self._latest: Any = None
+
+    def update(self, obj: Any) -> None:
+        self._latest = obj
+
+    def show(self) -> None:
+        if self._latest is not None:
+            self._display(self._latest)
+
+
+def _show(handle: Any) -> None:
+    if isinstance(handle, _Final):
+        handle.show()
 
 
 def _close(chunks: Any) -> None:

@@ -185,3 +185,14 @@ def test_llmlib_notebook_imports_ipython_only_when_used():
 
     code = "import sys, llmlib, llmlib.notebook, llmlib.web; assert 'IPython' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_display_stream_outside_a_kernel_returns_the_answer(server):
+    from llmlib.notebook import display_stream
+    from tests.conftest import make_client
+    from tests.fake_openai import handler
+
+    server.handler = handler
+    with make_client(server) as client:
+        response = display_stream(client.chat_completion_stream(model="m", messages="hi"))
+    assert response.text == "Hello from the fake OpenAI."
