@@ -68,6 +68,8 @@ from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import fail as _fail
+from llmlib.providers.base import where as _where
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.types import (
     ChatCompletionChunk,
@@ -141,10 +143,6 @@ def finish_reason(stop_reason: Optional[str]) -> Optional[str]:
 # ---------------------------------------------------------------- requests
 
 
-def _fail(provider: str, text: str) -> ConfigurationError:
-    return ConfigurationError(f"{provider}: {text}")
-
-
 def _media_source(part: ContentPart, kind: str, provider: str, where: str) -> Dict[str, Any]:
     """The ``source`` of an image or document block: ``base64`` for a ``data:`` URL,
     ``url`` for an ``http(s):`` URL."""
@@ -190,11 +188,6 @@ def _audio_error(provider: str, where: str, part: ContentPart) -> ConfigurationE
         f"{provider} does not accept audio input; {where} is an audio part ({part.mime or 'audio'}). "
         "Transcribe it to text first, or use a provider that takes audio (openai, gemini)"
     )
-
-
-def _where(position: int, message: Message, part: Optional[int] = None) -> str:
-    text = f"messages[{position}] ({message.role.value})"
-    return text if part is None else f"{text} part {part}"
 
 
 def _tool_input(call: ToolCall, provider: str, where: str) -> Dict[str, Any]:

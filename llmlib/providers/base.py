@@ -42,7 +42,7 @@ from llmlib.errors import ConfigurationError
 from llmlib.providers import ProviderSpec
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
 
-__all__ = ["HTTPRequest", "StreamDecoder", "Protocol", "Scrub"]
+__all__ = ["HTTPRequest", "StreamDecoder", "Protocol", "Scrub", "fail", "where"]
 
 #: A Client's secret scrubber: text in, text with every credential replaced by ``***``.
 Scrub = Callable[[str], str]
@@ -160,3 +160,16 @@ class Protocol:
     def decode_models(self, obj: Any) -> Tuple[List[ModelInfo], Optional[str]]:
         """One page of the listing: ``(models, next_page_token)``; the token is None on the last page."""
         raise NotImplementedError
+
+
+def fail(provider: str, text: str) -> ConfigurationError:
+    """The ConfigurationError for input ``provider`` cannot take, raised before
+    anything is sent: ``"<provider>: <text>"``."""
+    return ConfigurationError(f"{provider}: {text}")
+
+
+def where(position: int, message: Any, part: Optional[int] = None) -> str:
+    """Where in a request a bad input is, for error messages:
+    ``messages[2] (user) part 1``."""
+    text = f"messages[{position}] ({message.role.value})"
+    return text if part is None else f"{text} part {part}"

@@ -79,6 +79,8 @@ from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import fail as _fail
+from llmlib.providers.base import where as _where
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.types import (
     ChatCompletionChunk,
@@ -140,15 +142,6 @@ def finish_reason(value: Optional[str]) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- requests
-
-
-def _fail(provider: str, text: str) -> ConfigurationError:
-    return ConfigurationError(f"{provider}: {text}")
-
-
-def _where(position: int, message: Message, part: Optional[int] = None) -> str:
-    text = f"messages[{position}] ({message.role.value})"
-    return text if part is None else f"{text} part {part}"
 
 
 def _parts(message: Message) -> Tuple[ContentPart, ...]:
