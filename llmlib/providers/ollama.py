@@ -80,7 +80,6 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
