@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Optional
 
-from llmlib.streaming import Accumulator
+from llmlib.streaming import Accumulator, close_quietly
 from llmlib.types import ChatCompletionChunk, ChatCompletionResponse
 
 __all__ = ["display_stream", "markdown", "chunk_markdown", "INTERVAL"]
@@ -104,19 +104,19 @@ def display_stream(chunks: Iterable[ChatCompletionChunk], *, interval: float = I
                 handle.update(Markdown(markdown(acc.response())))
                 last = now
     except KeyboardInterrupt:
-        _close(chunks)
+        close_quietly(chunks)
         handle.update(Markdown(markdown(acc.response(), "interrupted: the stream was cancelled")))
         _show(handle)
         raise
     except BaseException as exc:
-        _close(chunks)
+        close_quietly(chunks)
         handle.update(Markdown(markdown(acc.response(), f"stopped by {type(exc).__name__}")))
         _show(handle)
         raise
     response = acc.response()
     handle.update(Markdown(markdown(response)))  # the last word is always the whole answer
     _show(handle)
-    _close(chunks)
+    close_quietly(chunks)
     return response
 
 
@@ -141,10 +141,3 @@ def _show(handle: Any) -> None:
         handle.show()
 
 
-def _close(chunks: Any) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            pass

@@ -21,7 +21,7 @@ from llmlib.messages import FunctionCall, Message, ToolCall
 from llmlib.types import ChatCompletionChunk, ChatCompletionResponse, Choice, Usage
 
 __all__ = ["collect", "events", "ContentDelta", "ReasoningDelta", "ToolCallStart", "ToolCallDelta",
-           "UsageReport", "Done", "StreamEvent", "Accumulator"]
+           "UsageReport", "Done", "StreamEvent", "Accumulator", "close_quietly"]
 
 
 _COMPACT = 256  # small text pieces kept before they are joined into one block
@@ -163,6 +163,18 @@ def collect(chunks: Iterable[ChatCompletionChunk]) -> ChatCompletionResponse:
     for chunk in chunks:
         acc.add(chunk)
     return acc.response()
+
+
+def close_quietly(chunks: Any) -> None:
+    """Close a chunk iterable that can be closed (a ChunkStream, a generator):
+    its connection is freed and its request cancelled. Anything else, or an
+    error while closing, is ignored."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            pass
 
 
 @attrs.frozen

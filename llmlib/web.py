@@ -37,6 +37,7 @@ import time
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from llmlib.errors import LLMError
+from llmlib.streaming import close_quietly
 from llmlib.types import ChatCompletionChunk
 
 __all__ = ["sse", "SSEBody", "SSE_HEADERS", "sse_headers", "DONE", "KEEP_ALIVE"]
@@ -151,7 +152,7 @@ class SSEBody:
         self._stopping.set()
         thread = self._thread
         if thread is None:  # never started, or no reader thread: close it here
-            _close(self._upstream)
+            close_quietly(self._upstream)
             return
         cancel_now(self._upstream)  # wakes the reader blocked on a silent socket
         thread.join(_JOIN)
@@ -241,7 +242,7 @@ class SSEBody:
             if not stopping.is_set():
                 self._put(("error", exc))
         finally:
-            _close(upstream)
+            close_quietly(upstream)
 
     def _put(self, item: Any) -> bool:
         while not self._stopping.is_set():
@@ -311,15 +312,6 @@ def cancel_now(chunks: Any) -> None:
         SocketInterrupter(release.response).interrupt()
     except Exception:  # already closed
         pass
-
-
-def _close(chunks: Any) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            pass
 
 
 def _client_socket(environ: Optional[Mapping[str, Any]]) -> Optional[socket.socket]:

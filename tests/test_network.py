@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-import trustme
 
 from llmlib import APIConnectionError, APIStatusError, Client, ConnectionOptions, Timeout, collect
 from tests.conftest import TEST_KEY, wire
@@ -21,18 +20,6 @@ OK = json.loads(wire("openai_chat", "nonstream_plain_text.json").read_bytes())
 TEXT = wire("openai_chat", "plain_text_with_usage.sse").read_bytes()
 ANSWER = OK["choices"][0]["message"]["content"]
 FAKE_HOST = "api.llmlib.test"  # resolvable only through the proxy
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @pytest.fixture
@@ -49,14 +36,6 @@ def tls_server(ca):
     srv = LoopbackServer(handler, tls=context)
     yield srv
     srv.close()
-
-
-@pytest.fixture
-def no_env_proxy(monkeypatch):
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
-                 "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
 
 
 def _client(url: str, **options) -> Client:

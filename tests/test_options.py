@@ -73,18 +73,6 @@ def test_bad_verify_and_proxy_values_are_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ca") / "right.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def wrong_ca_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("ca") / "wrong.pem"
     trustme.CA().cert_pem.write_to_path(str(path))  # a CA that signed nothing we serve
@@ -107,14 +95,6 @@ def tls_server(ca):
     srv.close()
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
-                 "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
-
-
 def _call(server: LoopbackServer, **options) -> str:
     options.setdefault("max_retries", 0)
     options.setdefault("timeout", Timeout(connect=5, read=10))
@@ -127,23 +107,23 @@ def _call(server: LoopbackServer, **options) -> str:
 
 
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
-def test_an_explicit_ca_path_beats_the_environment_bundle(variable, tls_server, ca_file, wrong_ca_file, clean_env):
-    clean_env.setenv(variable, wrong_ca_file)
+def test_an_explicit_ca_path_beats_the_environment_bundle(variable, tls_server, ca_file, wrong_ca_file, no_env_proxy):
+    no_env_proxy.setenv(variable, wrong_ca_file)
     assert _call(tls_server, verify=ca_file) == ANSWER
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
-def test_verify_false_beats_the_environment_bundle(variable, tls_server, wrong_ca_file, clean_env):
-    clean_env.setenv(variable, wrong_ca_file)
+def test_verify_false_beats_the_environment_bundle(variable, tls_server, wrong_ca_file, no_env_proxy):
+    no_env_proxy.setenv(variable, wrong_ca_file)
     assert _call(tls_server, verify=False) == ANSWER
 
 
-def test_the_default_verify_uses_the_environment_bundle(tls_server, ca_file, wrong_ca_file, clean_env):
+def test_the_default_verify_uses_the_environment_bundle(tls_server, ca_file, wrong_ca_file, no_env_proxy):
     """The documented precedence: with the default ``verify=True`` the
     environment's CA bundle applies, as in requests and curl."""
-    clean_env.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    no_env_proxy.setenv("REQUESTS_CA_BUNDLE", ca_file)
     assert _call(tls_server) == ANSWER
-    clean_env.setenv("REQUESTS_CA_BUNDLE", wrong_ca_file)
+    no_env_proxy.setenv("REQUESTS_CA_BUNDLE", wrong_ca_file)
     with pytest.raises(APIConnectionError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         _call(tls_server)

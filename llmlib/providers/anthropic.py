@@ -67,7 +67,7 @@ from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
-from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import fail as _fail
 from llmlib.providers.base import where as _where
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
@@ -573,9 +573,7 @@ class StreamDecoder(BaseStreamDecoder):
         docstring). Raises the typed error of an error event; ValueError (or
         KeyError...) for a payload of another shape, which the caller reports
         as DecodeError."""
-        obj = json.loads(event.data)
-        if not isinstance(obj, dict):
-            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        obj = json_object(event.data)
         kind = obj.get("type") or event.event
         if kind == "content_block_delta":  # the hot path: once per token
             delta = obj["delta"]

@@ -71,7 +71,6 @@ without it (as OpenAI). Annotation chunks after the finish reasons are read, sin
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import parse_qsl, quote, urlencode
@@ -176,11 +175,8 @@ class StreamDecoder(OpenAIStreamDecoder):
     it), plus Azure's content filter results (see the module docstring for where
     they go).
 
-    OpenAI's decoder does not hand its parsed payload on, so a payload that holds
-    filter results is parsed a second time (about one more ``json.loads`` per
-    such chunk); the other chunks cost nothing more. A hook in
-    ``llmlib.providers.openai.StreamDecoder`` passing the parsed object to
-    subclasses would remove that second parse."""
+    It hooks :meth:`decode_object`, so each payload is parsed once; a payload
+    without filter results costs one substring test more."""
 
     __slots__ = ("_prompt", "_fields", "_seen")
 
@@ -190,18 +186,13 @@ class StreamDecoder(OpenAIStreamDecoder):
         self._fields: Dict[int, Dict[str, Any]] = {}  # choice index -> its Azure fields so far
         self._seen: Dict[int, Any] = {}  # choice index -> the last content_filter_results as sent
 
-    def decode(self, event) -> Optional[ChatCompletionChunk]:
+    def decode_object(self, obj: Dict[str, Any], data: str) -> ChatCompletionChunk:
         # Everything OpenAI's decoder does (end marker, errors, finish reasons, tool
-        # calls...) is done by it; this adds Azure's fields, which it does not keep,
-        # from a second parse of the payloads that have any.
-        chunk = super().decode(event)
-        if chunk is None:
-            return None
-        data = event.data
+        # calls...) is done by it; this adds Azure's fields, which it does not keep.
+        chunk = super().decode_object(obj, data)
         raws: Any = ()
         prompt = None
         if "_filter_" in data or "prompt_annotations" in data:
-            obj = json.loads(data)
             raws = obj.get("choices") or ()
             prompt = _prompt_results(obj)
             if prompt is not None:

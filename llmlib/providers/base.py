@@ -34,6 +34,7 @@ Adding a provider that speaks an existing protocol is one row in
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attrs
@@ -42,7 +43,7 @@ from llmlib.errors import ConfigurationError
 from llmlib.providers import ProviderSpec
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
 
-__all__ = ["HTTPRequest", "StreamDecoder", "Protocol", "Scrub", "fail", "where"]
+__all__ = ["HTTPRequest", "StreamDecoder", "Protocol", "Scrub", "fail", "where", "json_object"]
 
 #: A Client's secret scrubber: text in, text with every credential replaced by ``***``.
 Scrub = Callable[[str], str]
@@ -173,3 +174,13 @@ def where(position: int, message: Any, part: Optional[int] = None) -> str:
     ``messages[2] (user) part 1``."""
     text = f"messages[{position}] ({message.role.value})"
     return text if part is None else f"{text} part {part}"
+
+
+def json_object(data: str) -> Dict[str, Any]:
+    """The JSON object an event or line carries. Raises ValueError for invalid JSON
+    or for a value that is not an object (the stream layer reports it as
+    DecodeError with ``.partial``)."""
+    obj = json.loads(data)
+    if type(obj) is not dict:
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj

@@ -69,7 +69,6 @@ Knows nothing about HTTP, threads or retries.
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -78,7 +77,7 @@ from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
-from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import fail as _fail
 from llmlib.providers.base import where as _where
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
@@ -548,9 +547,7 @@ class StreamDecoder(BaseStreamDecoder):
         if data == "[DONE]":
             self.ended = True
             return None
-        obj = json.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        obj = json_object(data)
         kind = obj.get("type") or event.event
         if kind == "content-delta":  # the hot path: once per token
             return self._content(obj["delta"]["message"]["content"])

@@ -58,7 +58,7 @@ from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, Message, Role, Tool
 from llmlib.providers import endpoint
-from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.streaming import Accumulator
 from llmlib.types import (
@@ -457,9 +457,7 @@ class GeminiStreamDecoder(BaseStreamDecoder):
 
     def decode(self, event: Any) -> Optional[ChatCompletionChunk]:
         """The chunk of one SSE event (its ``data``, a ``GenerateContentResponse``), or None."""
-        obj = json.loads(event.data)
-        if not isinstance(obj, dict):
-            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        obj = json_object(event.data)
         if "error" in obj and is_error_payload(obj):
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
         return self.chunk(obj)

@@ -83,7 +83,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
-from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import fail as _fail
 from llmlib.providers.base import where as _where
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
@@ -471,9 +471,7 @@ class StreamDecoder(BaseStreamDecoder):
         docstring). Raises the typed error of an error line; ValueError (or
         KeyError...) for a line of another shape, which the caller reports as
         DecodeError (or IncompleteStreamError for a cut last line)."""
-        obj = json.loads(event.data)
-        if type(obj) is not dict:
-            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        obj = json_object(event.data)
         if obj.get("error") and is_error_payload(obj):
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
         if not self._started:

@@ -52,14 +52,13 @@ Knows nothing about HTTP, threads or retries.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
-from llmlib.providers.base import HTTPRequest, Protocol, Scrub
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.streaming import _Text
 from llmlib.types import (
@@ -587,11 +586,14 @@ class StreamDecoder(BaseStreamDecoder):
         if data == "[DONE]":
             self.ended = True
             return None
-        obj = json.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        obj = json_object(data)
         if is_error_payload(obj) or event.event == "error":
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
+        return self.decode_object(obj, data)
+
+    def decode_object(self, obj: Dict[str, Any], data: str) -> ChatCompletionChunk:
+        """The chunk of one parsed ``chat.completion.chunk`` (``data`` is its text,
+        for a subclass's cheap checks; Azure's decoder adds its fields here)."""
         chunk = decode_chunk(obj, self)
         think = self._think
         for c in chunk.choices:

@@ -16,7 +16,6 @@ through ``Client.responses`` / ``Client.responses_stream``.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import attrs
@@ -25,7 +24,7 @@ from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.errors import ConfigurationError
 from llmlib.messages import ContentPart, Message, Role, Tool
 from llmlib.providers import endpoint
-from llmlib.providers.base import HTTPRequest
+from llmlib.providers.base import HTTPRequest, json_object
 from llmlib.responses import (
     FunctionCallArgumentsDelta,
     FunctionCallItem,
@@ -341,9 +340,7 @@ class StreamDecoder:
         if data == "[DONE]":
             self.ended = True
             return None
-        obj = json.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        obj = json_object(data)
         kind = obj.get("type") or event.event
         handler = _HANDLERS.get(kind)
         if handler is not None:
