@@ -752,27 +752,6 @@ class Transport:
             raise self.stopped(cancel, "while reading the response", response.status_code)
         return b"".join(parts)
 
-    def iter_body(self, response: requests.Response) -> Iterator[bytes]:
-        """The body of a streamed response as the network delivers it.
-
-        Each read returns as soon as any bytes are there (urllib3's ``read1``),
-        for chunked and close-delimited bodies alike, gzip decoded. Raises
-        urllib3's exceptions as they come; the stream layer maps them.
-        """
-        raw = response.raw
-        read = getattr(raw, "read1", None)
-        if read is None:  # urllib3 < 2.2: chunked bodies stay prompt, close-delimited ones buffer
-            yield from raw.stream(_READ_SIZE, decode_content=True)
-            return
-        # requests asks for gzip but leaves decoding to iter_content; read1 decodes
-        # only when told. Plain bodies skip the decoder's extra buffer copy.
-        decode = response.headers.get("content-encoding", "identity").strip().lower() != "identity"
-        while True:
-            data = read(_READ_SIZE, decode_content=decode)
-            if not data:
-                return
-            yield data
-
     def scrub(self, text: str) -> str:
         """``text`` with every secret of this transport replaced by ``***``."""
         return self.secrets.scrub(text)
