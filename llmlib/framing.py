@@ -15,14 +15,15 @@ of times, even for one 10 MiB event arriving in 512-byte reads.
 
 from __future__ import annotations
 
+import operator
 import re
-from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import sseclient
 
 from llmlib.errors import ResponseTooLargeError
 
-__all__ = ["SSEFramer", "EventParser", "NDJSONFramer", "Line", "frames", "FRAMINGS", "first_bytes"]
+__all__ = ["SSEFramer", "EventParser", "NDJSONFramer", "Event", "frames", "FRAMINGS", "first_bytes"]
 
 # Two line terminators in a row end an event. Atomic groups stop "\r\n" from being
 # read as "\r" then "\n" (one terminator, not two), wherever a read splits them.
@@ -37,32 +38,90 @@ def _too_large(what: str, limit: int) -> ResponseTooLargeError:
         f"raise ConnectionOptions.max_response_bytes if such {what}s are expected")
 
 
-class SSEFramer:
-    """Turns an iterable of byte pieces into complete SSE event blocks.
+class Event(tuple):
+    """One event whose only field is ``data`` (an SSE event block that is exactly
+    one ``data:`` line, or an NDJSON line): ``event`` is ``"message"``, ``id``
+    and ``retry`` None, the same fields sseclient-py's ``Event`` has.
 
-    Iterating over it yields each event block (its lines, then ``b"\\n\\n"``) as
-    soon as the empty line that ends it has arrived. ``max_event_bytes`` bounds one
-    event; a larger one raises :class:`~llmlib.ResponseTooLargeError` before it is
-    all buffered. After the source is exhausted, ``leftover`` holds the bytes of an
-    unterminated last event (which the SSE spec says must be dropped), and
-    ``block_offset`` the byte offset in the body where the last block began.
+    A one-item tuple, like a ``namedtuple``, because it is made once per streamed
+    token: the framer makes it with ``tuple.__new__`` and reading ``data`` runs
+    no Python code."""
+
+    __slots__ = ()
+    event = "message"
+    id = None
+    retry = None
+    data = property(operator.itemgetter(0), doc="The event's data (str).")
+
+    def __new__(cls, data: str) -> "Event":
+        return _new_tuple(cls, (data,))
+
+
+_new_tuple = tuple.__new__
+
+
+class EventParser(sseclient.SSEClient):
+    """sseclient-py's field parser fed with complete event blocks.
+
+    ``SSEClient`` frames its source itself (its ``_read``), line by line with a
+    growing ``bytes`` concatenation; :class:`SSEFramer` has already done that
+    work, in linear time, so this subclass hands the blocks straight to
+    ``SSEClient.events()``, which parses ``event``, ``data``, ``id`` and ``retry``,
+    skips comments and unknown fields, and joins multi-line ``data``.
     """
 
-    __slots__ = ("_source", "max_event_bytes", "leftover", "block_offset", "bytes_read")
+    def _read(self):
+        return iter(self._event_source)
+
+
+class SSEFramer:
+    """Turns an iterable of byte pieces into SSE events, each as soon as the empty
+    line that ends it has arrived.
+
+    Iterating over it yields events with ``event``, ``data``, ``id`` and
+    ``retry``. A block that is exactly one ``data:`` line (what OpenAI and most
+    providers send) is read here, straight to an :class:`Event`; every other
+    block (more fields, comments, CR line ends) is parsed by sseclient-py
+    (:class:`EventParser`). A leading UTF-8 byte order mark is dropped, as the
+    spec says. ``max_event_bytes`` bounds one event; a larger one raises
+    :class:`~llmlib.ResponseTooLargeError` before it is all buffered; invalid
+    UTF-8 raises UnicodeDecodeError. After the source is exhausted,
+    ``leftover`` holds the bytes of an unterminated last event (which the SSE
+    spec says must be dropped); ``block_offset`` is the byte offset in the body
+    where the last event began.
+
+    The common case, LF line ends and valid UTF-8, is read a whole network read
+    at a time: the complete events in it are decoded to text at once and split
+    on blank lines, which costs far less per event than a search per event.
+    """
+
+    __slots__ = ("_source", "max_event_bytes", "leftover", "bytes_read", "_offset", "_blocks", "_at")
 
     def __init__(self, source: Iterable[bytes], max_event_bytes: int = 32 * 1024 * 1024) -> None:
         self._source = source
         self.max_event_bytes = max_event_bytes
         self.leftover = b""
-        self.block_offset = 0
         self.bytes_read = 0
+        self._offset = 0  # body offset of the last event, or of the first of _blocks
+        self._blocks: Optional[List[str]] = None  # the decoded event blocks the last event came from
+        self._at: Optional[Iterator[str]] = None  # the iterator over _blocks: where the last event is
 
-    def __iter__(self) -> Iterator[bytes]:
+    @property
+    def block_offset(self) -> int:
+        """The byte offset in the body where the last event began."""
+        if self._at is None:
+            return self._offset
+        blocks = self._blocks
+        index = len(blocks) - operator.length_hint(self._at) - 1
+        return self._offset + sum(len(block.encode()) + 2 for block in blocks[:index])
+
+    def __iter__(self) -> Iterator[Any]:
         buf = bytearray()
         base = 0  # body offset of buf[0]
-        search = _EVENT_END.search
         limit = self.max_event_bytes
-        cr = False  # once a CR is seen, use the general (regex) path for the rest
+        cr = False  # once a CR is seen, only the general path is used
+        bom = True  # the start of the body may still be (part of) a byte order mark
+        new = _new_tuple  # Event(data) is new(Event, (data,)), without a Python call
         for piece in self._source:
             if not piece:
                 continue
@@ -71,30 +130,40 @@ class SSEFramer:
             scan = len(buf) - 3 if len(buf) > 3 else 0
             buf += piece
             self.bytes_read += len(piece)
+            if bom:
+                if len(buf) < 3 and _BOM.startswith(buf):
+                    continue
+                bom = False
+                if buf.startswith(_BOM):
+                    del buf[:3]
+                    base = 3
             cr = cr or b"\r" in piece
-            start = 0
-            view = memoryview(buf)  # one copy per block: bytes(view[a:b])
-            try:
-                if cr:
-                    m = search(buf, scan)
-                    while m is not None:
-                        self.block_offset = base + start
-                        if m.start() - start > limit:
-                            raise _too_large("event", limit)
-                        yield bytes(view[start:m.start()]) + b"\n\n"
-                        start = m.end()
-                        m = search(buf, start)
-                else:  # LF only (OpenAI and most providers): a plain substring search
-                    end = buf.find(b"\n\n", scan)
-                    while end >= 0:
-                        self.block_offset = base + start
-                        if end - start > limit:  # a whole event in one read is checked too
-                            raise _too_large("event", limit)
-                        yield bytes(view[start:end + 2])
-                        start = end + 2
-                        end = buf.find(b"\n\n", start)
-            finally:
-                view.release()
+            last = -1 if cr else buf.rfind(b"\n\n", scan)
+            text = None
+            if 0 <= last <= limit:
+                try:
+                    text = buf[:last].decode("utf-8")
+                except UnicodeDecodeError:
+                    pass  # the general path finds the event and raises there
+            if text is not None:  # the fast path: every complete event of this read at once
+                blocks = text.split("\n\n")
+                self._blocks, self._offset, self._at = blocks, base, iter(blocks)
+                n = len(blocks) - 1
+                if text.startswith("data: ") and text.count("\n") == 2 * n and text.count("\n\ndata: ") == n:
+                    for block in self._at:  # each is "data: " and the data, nothing else
+                        yield new(Event, (block[6:],))
+                else:
+                    for block in self._at:
+                        if "\n" in block or not block.startswith("data:"):
+                            yield from EventParser(((block + "\n\n").encode(),)).events()
+                        else:  # exactly one data line; the spec drops one space after the colon
+                            yield new(Event, (block[6:] if block.startswith(" ", 5) else block[5:],))
+                self._at = None
+                start = last + 2
+            elif cr or last >= 0:
+                start = yield from self._general(buf, base, scan)
+            else:
+                start = 0  # no event has ended yet
             if start:
                 del buf[:start]
                 base += start
@@ -105,41 +174,27 @@ class SSEFramer:
                 )
         self.leftover = bytes(buf) if buf.strip(_BLANK) else b""
 
-
-class EventParser(sseclient.SSEClient):
-    """sseclient-py's field parser fed with complete event blocks.
-
-    ``SSEClient`` frames its source itself (its ``_read``), line by line with a
-    growing ``bytes`` concatenation; :class:`SSEFramer` has already done that
-    work, in linear time, so this subclass hands the blocks straight to
-    ``SSEClient.events()``, which parses ``event``, ``data``, ``id`` and ``retry``,
-    skips comments and unknown fields, and joins multi-line ``data``. A leading
-    UTF-8 byte order mark is dropped, as the spec says.
-    """
-
-    def _read(self):
-        blocks = iter(self._event_source)
-        for first in blocks:  # the spec: one leading U+FEFF byte order mark is ignored
-            yield first[3:] if first.startswith(_BOM) else first
-            break
-        yield from blocks
-
-
-class Line:
-    """One NDJSON line as an event: ``event`` is ``"message"``, ``data`` the line's
-    text, ``id`` None (the same fields a stream decoder reads from an SSE event)."""
-
-    __slots__ = ("data",)
-    event = "message"
-    id = None
-
-    def __init__(self, data: str) -> None:
-        self.data = data
+    def _general(self, buf: bytearray, base: int, scan: int) -> Iterator[Any]:
+        """Every complete event in ``buf`` from ``scan`` on, one regex search each
+        (any line ends), each block parsed by sseclient-py; returns where the
+        unfinished rest begins."""
+        limit = self.max_event_bytes
+        search = _EVENT_END.search
+        start = 0
+        m = search(buf, scan)
+        while m is not None:
+            self._offset = base + start
+            if m.start() - start > limit:
+                raise _too_large("event", limit)
+            yield from EventParser((bytes(buf[start:m.start()]) + b"\n\n",)).events()
+            start = m.end()
+            m = search(buf, start)
+        return start
 
 
 class NDJSONFramer:
     """Cuts a byte stream of newline-delimited JSON (https://github.com/ndjson/ndjson-spec)
-    into :class:`Line` events as soon as each line ends. ``\r\n`` endings and
+    into :class:`Event` objects as soon as each line ends. ``\r\n`` endings and
     blank lines are accepted; a last line without a newline is yielded at the end
     of the body (with ``final`` set, so a decoder error there reads as a cut
     stream). ``max_event_bytes`` bounds one line, every byte counted. The same
@@ -156,7 +211,7 @@ class NDJSONFramer:
         self.bytes_read = 0
         self.final = False
 
-    def __iter__(self) -> Iterator[Line]:
+    def __iter__(self) -> Iterator[Event]:
         buf = bytearray()
         base = 0
         limit = self.max_event_bytes
@@ -174,7 +229,7 @@ class NDJSONFramer:
                 line = bytes(buf[start:end]).strip()
                 if line:
                     self.block_offset = base + start
-                    yield Line(line.decode("utf-8"))
+                    yield Event(line.decode("utf-8"))
                 start = end + 1
                 end = buf.find(b"\n", start)
             if start:
@@ -189,16 +244,12 @@ class NDJSONFramer:
         if line:
             self.block_offset = base
             self.final = True
-            yield Line(line.decode("utf-8"))
-
-
-def _sse_events(framer: SSEFramer) -> Iterator[Any]:
-    return EventParser(framer).events()
+            yield Event(line.decode("utf-8"))
 
 
 #: Each framing's name -> (framer class, events of a framer, the content types a stream of it may have).
 FRAMINGS = {
-    "sse": (SSEFramer, _sse_events, ("text/event-stream",)),
+    "sse": (SSEFramer, iter, ("text/event-stream",)),
     "ndjson": (NDJSONFramer, iter, ("application/x-ndjson", "application/jsonl", "application/json")),
 }
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmlib import DecodeError, ResponseTooLargeError, collect
-from llmlib.framing import EventParser, SSEFramer
+from llmlib.framing import SSEFramer
 from tests.conftest import make_client
 
 TEXTS = ["Hé", "llo ", "wörld — ", "日本語 ", "😀", " a\u2028b\u2029c\u0085d", "é"]  # last: split target
@@ -68,7 +68,7 @@ def _join(lines, ends) -> bytes:
 def parse(pieces):
     """(event, data, id, retry) of each event the frame reader gives for ``pieces``."""
     framer = SSEFramer(iter(pieces))
-    return [(e.event, e.data, e.id, e.retry) for e in EventParser(framer).events()]
+    return [(e.event, e.data, e.id, e.retry) for e in framer]
 
 
 WANT = parse([stream("LF")])
@@ -162,7 +162,7 @@ def _peak_bytes(pieces) -> tuple:
     tracemalloc.start()
     try:
         start = time.perf_counter()
-        sizes = [len(e.data) for e in EventParser(SSEFramer(iter(pieces))).events()]
+        sizes = [len(e.data) for e in SSEFramer(iter(pieces))]
         took = time.perf_counter() - start
         return took, tracemalloc.get_traced_memory()[1], sizes
     finally:
@@ -199,7 +199,7 @@ def test_an_event_over_the_limit_raises_before_it_is_all_read():
             yield b"y" * 4096
 
     with pytest.raises(ResponseTooLargeError, match="max_response_bytes=65536"):
-        list(EventParser(SSEFramer(endless(), 65536)).events())
+        list(SSEFramer(endless(), 65536))
     assert sum(read) < 65536 + 2 * 4096
 
 
