@@ -42,8 +42,11 @@ class _Text:
         small = self.small
         small.append(text)
         if len(small) >= _COMPACT:
-            self.blocks.append("".join(small))
-            small.clear()
+            self.compact()
+
+    def compact(self) -> None:
+        self.blocks.append("".join(self.small))
+        self.small.clear()
 
     def __bool__(self) -> bool:
         return bool(self.blocks or self.small)
@@ -102,34 +105,49 @@ class Accumulator:
             if state is None:
                 state = self._choices[choice.index] = _ChoiceState()
             delta = choice.delta
-            if delta.role:
-                state.role = delta.role
-            if delta.content:
-                state.content.add(delta.content)
+            content = delta.content
+            if content:  # _Text.add, inlined: once per token
+                small = state.content.small
+                small.append(content)
+                if len(small) >= _COMPACT:
+                    state.content.compact()
+            calls = delta.tool_calls
+            if calls:
+                self._add_calls(state, calls)
             if delta.reasoning_content:
                 state.reasoning.add(delta.reasoning_content)
+            if delta.role:
+                state.role = delta.role
             if delta.refusal:
                 state.refusal.add(delta.refusal)
             if delta.provider_fields:
                 if state.fields is None:
                     state.fields = {}
                 state.fields.update(delta.provider_fields)
-            for call in delta.tool_calls or ():
-                entry = state.calls.get(call.index)
-                if entry is None:
-                    entry = state.calls[call.index] = [None, None, None, _Text()]
-                if call.id:
-                    entry[0] = call.id
-                if call.type:
-                    entry[1] = call.type
-                name = call.function.name
-                if name and name != entry[2]:
-                    # Sent once by most providers, repeated by some, in pieces by a few.
-                    entry[2] = name if entry[2] is None else entry[2] + name
-                if call.function.arguments:
-                    entry[3].add(call.function.arguments)
             if choice.finish_reason is not None:
                 state.finish_reason = choice.finish_reason
+
+    @staticmethod
+    def _add_calls(state: _ChoiceState, calls: Any) -> None:
+        for call in calls:
+            entry = state.calls.get(call.index)
+            if entry is None:
+                entry = state.calls[call.index] = [None, None, None, _Text()]
+            if call.id:
+                entry[0] = call.id
+            if call.type:
+                entry[1] = call.type
+            function = call.function
+            name = function.name
+            if name and name != entry[2]:
+                # Sent once by most providers, repeated by some, in pieces by a few.
+                entry[2] = name if entry[2] is None else entry[2] + name
+            arguments = function.arguments
+            if arguments:
+                small = entry[3].small
+                small.append(arguments)
+                if len(small) >= _COMPACT:
+                    entry[3].compact()
 
     def response(self) -> ChatCompletionResponse:
         choices = []

@@ -55,10 +55,10 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from llmlib.errors import ConfigurationError
-from llmlib.error_mapping import error_from_payload, is_error_payload
+from llmlib.error_mapping import error_from_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
-from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object, scan_json
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.streaming import _Text
 from llmlib.types import (
@@ -586,14 +586,46 @@ class StreamDecoder(BaseStreamDecoder):
         if data == "[DONE]":
             self.ended = True
             return None
-        obj = json_object(data)
-        if is_error_payload(obj) or event.event == "error":
+        try:  # json_object, inlined: this runs once per token
+            obj, end = scan_json(data, 0)
+        except StopIteration:
+            obj = end = None
+        if end != len(data) or obj.__class__ is not dict:
+            obj = json_object(data)  # raises the error (or takes the whitespace) json.loads would
+        if obj.get("error") or obj.get("type") == "error" or event.event == "error":  # is_error_payload, inlined
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
         return self.decode_object(obj, data)
 
     def decode_object(self, obj: Dict[str, Any], data: str) -> ChatCompletionChunk:
         """The chunk of one parsed ``chat.completion.chunk`` (``data`` is its text,
         for a subclass's cheap checks; Azure's decoder adds its fields here)."""
+        # The fast path, for the chunk sent once per token: one choice, not
+        # finished, whose delta is only ``content`` text or only ``tool_calls``,
+        # no usage, nothing to split or merge. decode_chunk gives the same chunk.
+        get = obj.get
+        choices = get("choices")
+        delta = None
+        if choices.__class__ is list and len(choices) == 1 and self._think is None and self._details is None \
+                and not get("usage"):
+            c = choices[0]
+            d = c.get("delta") if c.__class__ is dict and c.get("finish_reason") is None else None
+            if d.__class__ is dict and len(d) == 1:
+                index = c.get("index", 0)
+                content = d.get("content")
+                if content.__class__ is str:
+                    delta = Delta(None, content)
+                else:
+                    calls = d.get("tool_calls")
+                    if calls.__class__ is list and calls:
+                        delta = Delta(None, None, None, self.tool_calls(index, calls))
+        if delta is not None:
+            chunk = ChatCompletionChunk(get("id"), get("model"), [ChunkChoice(index, delta, None, c.get("logprobs"))],
+                                        None, get("created"), get("object") or "chat.completion.chunk",
+                                        get("system_fingerprint"))
+            if not _all_known(obj):  # OpenAI's "obfuscation" and "service_tier", for one
+                _keep_unknown(chunk, obj)
+            return chunk
+
         chunk = decode_chunk(obj, self)
         think = self._think
         for c in chunk.choices:
@@ -620,6 +652,16 @@ class StreamDecoder(BaseStreamDecoder):
         state = states.get(choice)
         if state is None:
             state = states[choice] = _Calls()
+        if len(calls) == 1:  # the common piece: more arguments of a call already started
+            t = calls[0]
+            index = t.get("index")
+            if index is not None and index < state.next and len(t) == 2 and t.__class__ is dict:
+                fn = t.get("function")
+                if fn.__class__ is dict and len(fn) == 1:
+                    arguments = fn.get("arguments")
+                    if arguments.__class__ is str and arguments:
+                        state.args[index] = True
+                        return [ToolCallDelta(index, None, None, FunctionCallDelta(None, arguments))]
         out = []
         for t in calls:
             fn = t.get("function") or _EMPTY
