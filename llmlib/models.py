@@ -39,7 +39,6 @@ unknown capability, passes.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import json
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -96,6 +95,8 @@ class KnownModel:
 
 @functools.lru_cache(maxsize=1)
 def _table() -> Tuple[Tuple[KnownModel, ...], Dict[Tuple[str, str], KnownModel]]:
+    import importlib.resources  # here, not at import: it costs a Client's start 8 ms
+
     text = (importlib.resources.files("llmlib") / "data" / "models.json").read_text(encoding="utf-8")
     rows = tuple(KnownModel(**row) for row in json.loads(text)["models"])
     index: Dict[Tuple[str, str], KnownModel] = {}
