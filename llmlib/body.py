@@ -101,42 +101,48 @@ def _dechunked(raw: Any, original: http.client.HTTPResponse, fp: Any) -> Iterato
         pos = 0
         end = len(data)
         parts = []
-        while pos < end:
-            if left:
-                take = left if left < end - pos else end - pos
-                parts.append(data if take == end else data[pos:pos + take])
-                pos += take
-                left -= take
+        try:
+            while pos < end:
                 if left:
+                    take = left if left < end - pos else end - pos
+                    parts.append(data if take == end else data[pos:pos + take])
+                    pos += take
+                    left -= take
+                    if left:
+                        break
+                    crlf = True
+                if crlf:
+                    if end - pos < 2:
+                        break
+                    if data[pos] != 13 or data[pos + 1] != 10:
+                        raise ProtocolError("malformed chunked body: no CRLF after a chunk's data")
+                    pos += 2
+                    crlf = False
+                eol = data.find(b"\r\n", pos, pos + _MAX_LINE + 2)
+                if eol < 0:
+                    if end - pos > _MAX_LINE:
+                        raise ProtocolError("malformed chunked body: a chunk-size line is too long")
                     break
-                crlf = True
-            if crlf:
-                if end - pos < 2:
-                    break
-                if data[pos] != 13 or data[pos + 1] != 10:
-                    raise ProtocolError("malformed chunked body: no CRLF after a chunk's data")
-                pos += 2
-                crlf = False
-            eol = data.find(b"\r\n", pos)
-            if eol < 0:
-                if end - pos > _MAX_LINE:
-                    raise ProtocolError("malformed chunked body: a chunk-size line is too long")
-                break
-            try:
-                size = int(data[pos:eol], 16)  # as lax as http.client: it also takes "0x", "_" and spaces
-            except ValueError:
-                size = _chunk_size(data, pos, eol)  # an extension, or not a size at all
-            if size < 0:
-                raise ProtocolError(f"malformed chunked body: negative chunk size {data[pos:eol][:40]!r}")
-            pos = eol + 2
-            if size == 0:
-                if parts:
-                    yield b"".join(parts)
-                _trailers(read1, raw, data[pos:])
-                original.close()  # the body is complete: what urllib3 does before releasing
-                raw.release_conn()
-                return
-            left = size
+                try:
+                    size = int(data[pos:eol], 16)  # as lax as http.client: it also takes "0x", "_" and spaces
+                except ValueError:
+                    size = _chunk_size(data, pos, eol)  # an extension, or not a size at all
+                if size < 0:
+                    raise ProtocolError(f"malformed chunked body: negative chunk size {data[pos:eol][:40]!r}")
+                pos = eol + 2
+                if size == 0:
+                    if parts:
+                        yield b"".join(parts)
+                        parts = []
+                    _trailers(read1, raw, data[pos:])
+                    original.close()  # the body is complete: what urllib3 does before releasing
+                    raw.release_conn()
+                    return
+                left = size
+        except ProtocolError:
+            if parts:  # the whole chunks before the bad one are the caller's, as with urllib3
+                yield b"".join(parts)
+            raise
         if parts:
             yield parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -159,10 +165,14 @@ def _chunk_size(data: bytes, start: int, eol: int) -> int:
 
 def _trailers(read1: Any, raw: Any, data: bytes) -> None:
     """Reads the trailer section after the last chunk, up to its empty line (a
-    body that ends without it is accepted, as by urllib3)."""
-    while not (data.startswith(b"\r\n") or b"\r\n\r\n" in data):
-        if len(data) > _MAX_LINE:
+    body that ends without it is accepted, as by urllib3). At most
+    :data:`_MAX_LINE` bytes, however they arrive."""
+    while not data.startswith(b"\r\n"):
+        end = data.find(b"\r\n\r\n")
+        if end > _MAX_LINE or (end < 0 and len(data) > _MAX_LINE):
             raise ProtocolError("malformed chunked body: the trailer section is too long")
+        if end >= 0:
+            return
         more = _read(read1, raw)
         if not more:
             return

@@ -289,9 +289,6 @@ def test_a_size_line_over_4096_bytes_raises_without_waiting_for_its_end(client, 
     _broken_after_three(client, server, b"1e;" + b"x" * 5000)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "body.py checks _MAX_LINE only while a size line has no CRLF yet: a 5000-byte line "
-    "that arrives whole in one read is accepted, the same line split over reads is refused"))
 def test_a_size_line_over_4096_bytes_raises_even_when_it_arrives_in_one_read(client, server):
     rest = b"".join(NO_DONE[3:])
     _broken_after_three(client, server, b"%x;%s\r\n" % (len(rest), b"x" * 5000) + rest + b"\r\n" + END)
@@ -310,9 +307,6 @@ def test_the_connection_closing_before_the_terminating_chunk_raises_with_partial
     assert "ProtocolError" in str(error)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "body.py raises ProtocolError before yielding the data of the whole chunks it already "
-    "parsed in the same read, so events that arrived before the bad chunk are missing from .partial"))
 def test_events_in_the_same_read_as_a_bad_chunk_are_kept_in_partial(client, server):
     # The three events and the bad size line in one write: one read on loopback.
     server.handler = _writing([_chunked(EVENTS[:3]) + b"zz\r\n" + HALF], headers=SSE)
