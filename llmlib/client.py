@@ -13,7 +13,8 @@ import requests
 
 from llmlib import deadline, models
 from llmlib.cancel import CancelToken
-from llmlib.errors import APIStatusError, CancelledError, ConfigurationError, DecodeError, LLMError
+from llmlib.errors import (APIStatusError, CancelledError, ConfigurationError, DecodeError, IncompleteStreamError,
+                           LLMError)
 from llmlib.error_mapping import error_from_payload, error_from_response, is_error_payload
 from llmlib.framing import FRAMINGS, first_bytes
 from llmlib.messages import Message
@@ -199,11 +200,11 @@ class Client:
 
     def _chat(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
               retry: bool = True) -> ChatCompletionResponse:
-        if self._protocol.stream_internally and (cancel is not None or self.options.timeout.total):
+        if self._protocol.stream_internally:
             # A server that generates for one request at a time (the bundled model)
-            # stops only when a stream's connection closes: a cancelled call, or one
-            # past its total deadline, must not leave it generating for the next one
-            # to wait on. (Only then: its streams carry no usage.)
+            # stops only when a stream's connection closes: a call that is cancelled,
+            # interrupted (Ctrl-C) or past its total deadline must not leave it
+            # generating for the next one to wait on.
             with self._stream(req, cancel, retry) as stream:
                 response = collect(stream)
             if cancel is not None and cancel.cancelled:
@@ -236,7 +237,25 @@ class Client:
         http = self._protocol.chat_request(self.base_url, req, stream=True)
         models.check_request(self.provider, req)
         decoder = self._protocol.stream_decoder(req, self._transport.scrub)
-        return self._open_stream(http, decoder, self._protocol.framing, cancel, retry)
+        stream = self._open_stream(http, decoder, self._protocol.framing, cancel, retry)
+        if self._protocol.empty_stream_means_refused:
+            return stream.wrapped(self._explain_empty(stream, req, cancel))
+        return stream
+
+    def _explain_empty(self, stream: ChunkStream, req: ChatCompletionRequest,
+                       cancel: Optional[CancelToken]) -> Iterator[ChatCompletionChunk]:
+        """``stream``; but a stream that ended with nothing at all (a server that
+        refused the request after its 200, such as llama.cpp's for a prompt over
+        the context window) raises the refusal the same request gets unstreamed
+        (ContextLengthExceededError with the server's reason, for one)."""
+        try:
+            yield from stream
+        except IncompleteStreamError as exc:
+            if exc.partial is not None:
+                raise
+            http = self._protocol.chat_request(self.base_url, req, stream=False)
+            self._json(http, cancel)  # raises the server's error; an answer here leaves exc standing
+            raise
 
     def _open_stream(self, http: HTTPRequest, decoder: Any, framing: str, cancel: Optional[CancelToken],
                      retry: bool = True, accumulator: Any = None) -> ChunkStream:

@@ -82,6 +82,13 @@ class ChunkStream(collections.abc.Generator):
         finally:
             self._release()
 
+    def wrapped(self, gen: Iterator[ChatCompletionChunk]) -> "ChunkStream":
+        """A stream of ``gen``, a generator that reads this stream, owning this
+        stream's connection the same way (closing or dropping it releases it)."""
+        outer = ChunkStream(gen, self._release, self.http)
+        weakref.finalize(outer, self._release)
+        return outer
+
     def __enter__(self) -> "ChunkStream":
         return self
 

@@ -1,8 +1,12 @@
-"""A cancelled non-streamed call to the bundled model stops its generation: the
-single-slot server is free for the next call at once (issue 11)."""
+"""A cancelled or interrupted non-streamed call to the bundled model stops its
+generation: the single-slot server is free for the next call at once (issue 11)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -50,3 +54,35 @@ def test_the_local_server_ignores_a_port_in_the_environment(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+INTERRUPTED = """
+import sys, time
+import llmlib
+client = llmlib.Client("local")
+client.chat_completion(messages="Hi", max_tokens=2)  # the server is up and warm
+print("generating", flush=True)
+try:
+    client.chat_completion(messages="Count from 1 to 1000, one number per line.", max_tokens=1500, temperature=0)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    start = time.monotonic()
+    client.chat_completion(messages="Say hi.", max_tokens=5)
+    print(f"next call {time.monotonic() - start:.2f}", flush=True)
+"""
+
+
+def test_ctrl_c_during_a_chat_completion_frees_the_server_for_the_next_call():
+    # A real SIGINT to a real process, as a Jupyter "interrupt kernel" or a Ctrl-C sends it.
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={k: v for k, v in os.environ.items() if k != "PORT"})
+    try:
+        assert child.stdout.readline().strip() == "generating"
+        time.sleep(1.0)  # well inside the 1,500-token answer
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert out.startswith("next call "), (out, err[-2000:])
+    # Generating 1,500 tokens takes this server well over 10 s; the next call must not wait for it.
+    assert float(out.split()[-1]) < 8

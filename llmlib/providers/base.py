@@ -99,11 +99,17 @@ class Protocol:
     #: True when :meth:`base_url` finds an API root with none configured (the
     #: local model starts its server); otherwise a Client without one is refused.
     finds_base_url: bool = False
-    #: True when a cancellable non-streamed call (a CancelToken or a ``total``
-    #: timeout) is better made as a stream and collected: a server that generates
-    #: for one request at a time stops only when a stream's connection closes
-    #: (the bundled llama.cpp server, whose streams carry no usage).
+    #: True when a non-streamed call is better made as a stream and collected: a
+    #: server that generates for one request at a time stops only when a stream's
+    #: connection closes, so a call that is cancelled, interrupted (Ctrl-C) or past
+    #: its ``total`` timeout must be a stream not to leave it generating (the
+    #: bundled llama.cpp server, whose streams carry no usage: nor do such answers).
     stream_internally: bool = False
+    #: True when the server may answer 200 and then send an empty stream to refuse
+    #: a request (llama-cpp-python's server, for a prompt over the context window):
+    #: such a stream's IncompleteStreamError is then replaced by the error the same
+    #: request gets unstreamed, which carries the server's reason.
+    empty_stream_means_refused: bool = False
     #: True when the provider serves OpenAI's Responses API (``POST {base_url}/responses``);
     #: otherwise ``Client.responses`` / ``responses_stream`` go through chat completions
     #: (:mod:`llmlib.responses_fallback`).

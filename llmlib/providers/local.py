@@ -22,7 +22,8 @@ class LocalProtocol(OpenAIProtocol):
     """OpenAI chat completions against the bundled model's server."""
 
     finds_base_url = True
-    stream_internally = True  # a cancelled chat_completion then stops the generation too
+    stream_internally = True  # a cancelled or interrupted chat_completion then stops the generation too
+    empty_stream_means_refused = True  # llama-cpp-python: 200 and an empty body, for a prompt too long
 
     def base_url(self, configured: Optional[str]) -> str:
         """``configured`` if given, else the local server's root (starting it:
