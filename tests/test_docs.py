@@ -1,5 +1,6 @@
 """The documentation runs: ``mkdocs build --strict`` passes, and every ```python
-block in ``docs/`` executes.
+block in ``README.md`` and ``docs/`` executes (``tests/try_readme.py`` runs the
+same blocks with a fresh virtualenv's interpreter, after the README's install).
 
 Each page's blocks run in order, in one namespace, in a subprocess of their own
 (working directory: a fresh temporary directory holding ``photo.png``,
@@ -69,7 +70,12 @@ def blocks_of(path: Path) -> List[Block]:
     return found
 
 
-ALL_BLOCKS = [b for page in sorted(DOCS.glob("*.md")) for b in blocks_of(page)]
+#: The README's examples first, then every page of docs/.
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+ALL_BLOCKS = [b for page in PAGES for b in blocks_of(page)]
+#: The interpreter that runs the examples: this one, or (``tests/try_readme.py``)
+#: a fresh virtualenv's, holding only what the README's install puts there.
+EXAMPLES_PYTHON = os.environ.get("LLMLIB_DOCS_PYTHON") or sys.executable
 
 
 # ------------------------------------------------------------------ mkdocs
@@ -258,7 +264,7 @@ def run_page(page: str, env: dict, workdir: Path) -> Dict[str, dict]:
     (workdir / "_blocks.json").write_text(json.dumps(blocks))
     out = workdir / "_results.jsonl"
     try:
-        proc = subprocess.run([sys.executable, "-c", _RUNNER, str(workdir / "_blocks.json"), str(out)],
+        proc = subprocess.run([EXAMPLES_PYTHON, "-c", _RUNNER, str(workdir / "_blocks.json"), str(out)],
                               cwd=workdir, env=env, capture_output=True, text=True, timeout=PAGE_TIMEOUT)
         tail = (proc.stdout[-2000:], proc.stderr[-2000:])
     except subprocess.TimeoutExpired:

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import HAS_LOCAL
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,6 +20,17 @@ def test_ci_runs_the_readme_test_command():
     test_command = next(b for b in blocks if "pytest" in b)
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == test_command
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(not HAS_LOCAL, reason="needs pip install -e '.[local]' (the README's first command)")
+def test_the_readme_and_every_docs_example_work_on_a_fresh_virtualenv():
+    # A new virtualenv, the README's install and first command, then every README and
+    # docs/ example run by that virtualenv's interpreter: see tests/try_readme.py.
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "try_readme.py")], capture_output=True, text=True,
+                          timeout=1700)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 def test_import_is_light():
