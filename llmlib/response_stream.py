@@ -52,14 +52,25 @@ class ChunkStream(collections.abc.Generator):
     for-loop what :func:`open_stream` documents.
     """
 
-    __slots__ = ("_gen", "_release", "http", "__weakref__")
+    __slots__ = ("_gen", "_release", "http", "_received", "__weakref__")
 
     def __init__(self, gen: Iterator[ChatCompletionChunk], release: "_Release",
-                 http: Optional[HTTPInfo] = None) -> None:
+                 http: Optional[HTTPInfo] = None, received: Optional[Accumulator] = None) -> None:
         self._gen = gen
         self._release = release
         #: The response's status, headers, request id and rate limits (:class:`~llmlib.types.HTTPInfo`).
         self.http = http
+        self._received = received  # what the stream has folded in so far, when it is chat chunks
+
+    def _collect(self) -> Optional[Any]:
+        """For :func:`llmlib.collect`: the whole response of a stream not yet
+        started, from the stream's own accumulator (every chunk is folded in
+        once, not twice); None when that is not possible."""
+        if self._received is None or self._received.count:
+            return None
+        for _ in self:
+            pass
+        return self._received.response()
 
     def __iter__(self) -> "ChunkStream":
         return self
@@ -115,9 +126,10 @@ def open_stream(transport: Transport, response: requests.Response, decoder: Any,
     chunks. A decoder that yields other items (Responses API events) passes its own.
     """
     release = _Release(transport, response, token)
-    chunks = _chunks(transport, response, decoder, framing, token, release, accumulator)
-    stream = ChunkStream(chunks, release,
-                         HTTPInfo.of(response.status_code, response.headers))
+    received = Accumulator() if accumulator is None else accumulator
+    chunks = _chunks(transport, response, decoder, framing, token, release, received)
+    stream = ChunkStream(chunks, release, HTTPInfo.of(response.status_code, response.headers),
+                         received if accumulator is None else None)
     # Dropping a stream (even one never started) releases its connection.
     weakref.finalize(stream, release)
     return stream
@@ -141,11 +153,10 @@ class _Release:
 
 
 def _chunks(transport: Transport, response: requests.Response, decoder: Any, framing: str,
-            token: Optional[CancelToken], release: _Release,
-            accumulator: Any = None) -> Iterator[ChatCompletionChunk]:
+            token: Optional[CancelToken], release: _Release, accumulator: Any) -> Iterator[ChatCompletionChunk]:
     body = iter_body(response)
     framer, events = frames(framing, body, transport.options.max_response_bytes)
-    received = accumulator if accumulator is not None else Accumulator()
+    received = accumulator
     add = received.add
     decode = decoder.decode
     interrupter = SocketInterrupter(response)

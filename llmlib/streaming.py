@@ -177,6 +177,10 @@ def collect(chunks: Iterable[ChatCompletionChunk]) -> ChatCompletionResponse:
     assembled by their ``index`` (several may stream in parallel); the last
     ``finish_reason`` and ``usage`` seen win. Errors raised by the stream propagate.
     """
+    whole = getattr(chunks, "_collect", None)  # a ChunkStream folds its chunks in as they pass
+    response = whole() if whole is not None else None
+    if response is not None:
+        return response
     acc = Accumulator()
     for chunk in chunks:
         acc.add(chunk)
