@@ -111,6 +111,16 @@ def test_connection_is_reused_between_streams(client, server):
     assert server.connections == 1
 
 
+def test_collect_of_a_stream_gives_what_its_chunks_give_started_or_not(client, server):
+    server.handler = lambda req, reply: reply.sse(TEXT)
+    whole = collect(list(client.chat_completion_stream(model="m", messages="hi")))
+    assert collect(client.chat_completion_stream(model="m", messages="hi")) == whole
+    stream = client.chat_completion_stream(model="m", messages="hi")
+    first = next(stream)
+    rest = collect(stream)  # only what is left, as for any iterable
+    assert (first.text or "") + rest.text == whole.text and rest.usage == whole.usage
+
+
 def test_leaving_the_loop_early_closes_the_connection(client, server):
     def handler(req, reply):
         reply.head(200, [("Content-Type", "text/event-stream")])
