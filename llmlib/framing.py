@@ -139,6 +139,12 @@ class SSEFramer:
                     base = 3
             cr = cr or b"\r" in piece
             last = -1 if cr else buf.rfind(b"\n\n", scan)
+            if last > 0 and buf[last - 1] == 10:  # inside a run of 3+ LFs: pair them from the left,
+                run = last - 1                     # as a reader going forward does
+                while run > 0 and buf[run - 1] == 10:
+                    run -= 1
+                if (last + 2 - run) % 2:
+                    last -= 1
             text = None
             if 0 <= last <= limit:
                 try:
