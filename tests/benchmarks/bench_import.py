@@ -16,7 +16,9 @@ children), as they are on a user's machine after the first import.
 - ``import llmlib``;
 - ``import llmlib; llmlib.Client("openai", ...)``: llmlib ready to send (the
   target: within 1.3x the baseline);
-- the official ``openai`` SDK with its client, and ``import litellm``, when installed.
+- the official ``openai`` SDK with its client, and ``import litellm``, when installed
+  (with ``LITELLM_LOCAL_MODEL_COST_MAP=True``: no network fetch of its price
+  list at import, which would otherwise time a download, or retries offline).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21, help="processes per statement (default 21)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     rows = [(name, stmt) for name, stmt, module in STATEMENTS
             if module is None or importlib.util.find_spec(module) is not None]
     for _, stmt in rows:  # write the bytecode caches

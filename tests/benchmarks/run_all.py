@@ -3,12 +3,17 @@
 Run: ``python tests/benchmarks/run_all.py [--quick] [--out docs/benchmarks.md]``
 (``pip install -e '.[bench,test]'`` first for the peers and the web servers).
 
-Runs, one after another so they do not share the CPU: ``bench_throughput.py``,
-``bench_latency.py``, ``bench_batch.py``, ``bench_memory.py`` (small defaults:
-20 streams of 2,000 chunks; ``--memory-streams``/``--memory-chunks`` for the
-issue's 100 x 20,000), ``bench_disconnect.py`` and ``bench_peers.py``. Each
-script's printed figures go into the page as they are, under a description of
-the machine (CPU model, cores, Python, package versions, the llmlib commit).
+Runs, one after another so they do not share the CPU: ``bench_peers.py`` (every
+reader side by side: throughput, time to first chunk, cancel latency, batch
+wall time, peak RSS; its markdown goes in as it is), ``bench_import.py`` (cold
+import beside the peers), ``bench_helpers.py`` (``collect``/``events`` over
+plain iteration), ``bench_throughput.py``, ``bench_latency.py``,
+``bench_batch.py``, ``bench_memory.py`` and ``bench_disconnect.py``. The memory
+figures of ``bench_peers.py`` and ``bench_memory.py`` use 100 streams of 2,000
+chunks by default; ``--memory-streams 100 --memory-chunks 20000`` gives the
+issue's size. Each script's printed figures go into the page as they are, under
+a description of the machine (CPU model, cores, Python, package versions, the
+llmlib commit). ``--quick`` passes each script its smoke-run sizes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download at litellm's import
 ROOT = HERE.parents[1]
 
 INTRO = """# Benchmarks
@@ -86,30 +92,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--quick", action="store_true", help="fewer rounds and chunks (a smoke run)")
-    parser.add_argument("--memory-streams", type=int, default=20)
-    parser.add_argument("--memory-chunks", type=int, default=2000)
+    parser.add_argument("--memory-streams", type=int, help="concurrent streams for memory (default 100; quick 20)")
+    parser.add_argument("--memory-chunks", type=int, help="chunks per memory stream (default 2000; quick 500)")
     parser.add_argument("--peers-markdown", metavar="FILE",
                         help="use this bench_peers.py --markdown output instead of running it again")
     args = parser.parse_args()
     quick = args.quick
+    streams = args.memory_streams or (20 if quick else 100)
+    chunks = args.memory_chunks or (500 if quick else 2000)
+    memory = ["--streams", str(streams), "--chunks", str(chunks)]
+    peers_args = (["--quick"] if quick else []) + ["--streams", str(streams), "--mem-chunks", str(chunks)]
     scripts = [
+        ("Cold import", "bench_import.py", ["--runs", "3" if quick else "11"], 900),
+        ("Stream helpers: collect and events", "bench_helpers.py", ["--quick"] if quick else [], 600),
         ("Stream throughput", "bench_throughput.py",
          ["--chunks", "2000" if quick else "10000", "--rounds", "2" if quick else "5"], 600),
         ("Time to first chunk and cancel latency", "bench_latency.py", ["--rounds", "20" if quick else "100"], 600),
         ("Batches", "bench_batch.py", [], 900),
-        ("Memory", "bench_memory.py", ["--streams", str(args.memory_streams), "--chunks", str(args.memory_chunks)],
-         900),
+        ("Memory", "bench_memory.py", memory, 900),
         ("Browser disconnect to upstream cancel", "bench_disconnect.py", ["--runs", "3" if quick else "9"], 900),
     ]
     parts = [INTRO, machine()]
-    peers = None
     if args.peers_markdown:
         peers = Path(args.peers_markdown).read_text().strip()
+        command = "(from " + args.peers_markdown + ")"
     else:
         print("running bench_peers.py ...", file=sys.stderr, flush=True)
-        peers, took = run_script("bench_peers.py", ["--chunks", "1000" if quick else "5000",
-                                                    "--rounds", "2" if quick else "5"], 1800)
-    parts += ["## llmlib beside its peers (`bench_peers.py`)", "", peers, ""]
+        peers, took = run_script("bench_peers.py", peers_args, 1800)
+        command = f"`python tests/benchmarks/bench_peers.py {' '.join(peers_args)}` ({took:.0f} s)"
+    parts += ["## llmlib beside its peers (`bench_peers.py`)", "", command + ":", "", peers, ""]
     for title, script, script_args, timeout in scripts:
         print(f"running {script} ...", file=sys.stderr, flush=True)
         text, took = run_script(script, script_args, timeout)
