@@ -376,7 +376,7 @@ def cancel_once(reader: Reader) -> dict:
     done = ended.wait(CANCEL_BOUND)
     took = time.perf_counter() - start
     return {"t": took if done else None, "how": how, "raised": out.get("raised"),
-            "blocked": not returned.is_set()}
+            "blocked": not returned.wait(max(0.0, CANCEL_BOUND - took))}
 
 
 def rss_mib() -> float:
