@@ -249,6 +249,9 @@ def events(chunks: Iterable[ChatCompletionChunk], choice: int = 0) -> Iterator[S
     when usage arrives (usually after ``Done``).
     """
     started = set()
+    # The per-token events are built as attrs' own frozen __init__ builds them (no
+    # validators or converters here), without its Python call: a quarter of the cost.
+    new, put = object.__new__, object.__setattr__
     for chunk in chunks:
         for c in chunk.choices:
             if c.index != choice:
@@ -256,14 +259,24 @@ def events(chunks: Iterable[ChatCompletionChunk], choice: int = 0) -> Iterator[S
             d = c.delta
             if d.reasoning_content:
                 yield ReasoningDelta(d.reasoning_content)
-            if d.content:
-                yield ContentDelta(d.content)
-            for call in d.tool_calls or ():
-                if call.index not in started:
-                    started.add(call.index)
-                    yield ToolCallStart(call.index, call.id, call.function.name)
-                if call.function.arguments:
-                    yield ToolCallDelta(call.index, call.function.arguments)
+            text = d.content
+            if text:
+                event = new(ContentDelta)
+                put(event, "text", text)
+                yield event
+            calls = d.tool_calls
+            if calls:
+                for call in calls:
+                    index = call.index
+                    if index not in started:
+                        started.add(index)
+                        yield ToolCallStart(index, call.id, call.function.name)
+                    arguments = call.function.arguments
+                    if arguments:
+                        event = new(ToolCallDelta)
+                        put(event, "index", index)
+                        put(event, "arguments", arguments)
+                        yield event
             if c.finish_reason is not None:
                 yield Done(c.finish_reason)
         if chunk.usage is not None:
