@@ -35,7 +35,8 @@ def fake(request):
 
 
 def _serve(server, fake, stream=None, whole=None, status=200, pieces=None, record=None):
-    """Answer chat requests: ``stream`` bytes for streamed ones, ``whole`` (a dict) otherwise."""
+    """Answer chat requests: ``stream`` bytes for streamed ones, ``whole`` (a dict) otherwise
+    (the bundled model's chat_completion is a stream underneath: it gets ``stream``)."""
     def handler(req, reply):
         if record is not None:
             record.append(req)
@@ -55,7 +56,7 @@ def _serve(server, fake, stream=None, whole=None, status=200, pieces=None, recor
 
 
 def test_chat(fake, server):
-    _serve(server, fake, whole=fake.response("".join(TEXT), usage=(12, 4)))
+    _serve(server, fake, whole=fake.response("".join(TEXT), usage=(12, 4)), stream=fake.stream(TEXT, usage=(12, 4)))
     with fake.client(server) as client:
         response = client.chat_completion(model=fake.model, messages=[Message.system("Be brief."),
                                                                        Message.user("Hi")], max_tokens=50)
@@ -150,7 +151,7 @@ def test_image(fake, server, tmp_path):
     path = tmp_path / "dot.png"
     path.write_bytes(PNG)
     seen = []
-    _serve(server, fake, whole=fake.response("A dot."), record=seen)
+    _serve(server, fake, whole=fake.response("A dot."), stream=fake.stream(["A dot."]), record=seen)
     with fake.client(server) as client:
         response = client.chat_completion(model=fake.model, messages=[
             Message.user(Content.of("What is this?", Content.from_image_file(path)))])
@@ -270,7 +271,7 @@ AUDIO_REFUSED = {"anthropic", "ollama", "cohere"}  # their chat APIs take no aud
 def test_audio_is_sent_or_refused_before_sending(fake, server, tmp_path):
     path = tmp_path / "hi.wav"
     path.write_bytes(b"RIFF$\x00\x00\x00WAVEfmt fake-audio")
-    _serve(server, fake, whole=fake.response("Heard."))
+    _serve(server, fake, whole=fake.response("Heard."), stream=fake.stream(["Heard."]))
     message = Message.user(Content.of("What is said?", Content.from_audio_file(path)))
     with fake.client(server) as client:
         if fake.name in AUDIO_REFUSED:
