@@ -19,8 +19,17 @@ pytestmark = [pytest.mark.local_model,
               pytest.mark.skipif(not HAS_LOCAL, reason="the bundled model is not installed")]
 
 
+def _say_hi(client) -> float:
+    """Seconds for a short answer: the yardstick for "the next call did not wait"
+    (a shared machine can slow the server several-fold)."""
+    start = time.monotonic()
+    assert client.chat_completion(messages="Say hi.", max_tokens=5).choices
+    return time.monotonic() - start
+
+
 def test_a_cancelled_chat_completion_frees_the_server_for_the_next_call(local_client):
     local_client.chat_completion(messages="Hi", max_tokens=2)  # the server is up and warm
+    usual = _say_hi(local_client)
     token = CancelToken()
     outcome = []
 
@@ -38,10 +47,9 @@ def test_a_cancelled_chat_completion_frees_the_server_for_the_next_call(local_cl
     token.cancel()
     worker.join(5)
     assert outcome == ["cancelled"]
-    start = time.monotonic()
-    assert local_client.chat_completion(messages="Say hi.", max_tokens=5).choices
     # Generating 1,500 tokens takes this server well over 10 s; the next call must not wait for it.
-    assert time.monotonic() - start < 8
+    took = _say_hi(local_client)
+    assert took < max(8.0, 4 * usual), (took, usual)
 
 
 def test_the_local_server_ignores_a_port_in_the_environment(tmp_path):
@@ -61,6 +69,9 @@ import sys, time
 import llmlib
 client = llmlib.Client("local")
 client.chat_completion(messages="Hi", max_tokens=2)  # the server is up and warm
+start = time.monotonic()
+client.chat_completion(messages="Say hi.", max_tokens=5)
+usual = time.monotonic() - start
 print("generating", flush=True)
 try:
     client.chat_completion(messages="Count from 1 to 1000, one number per line.", max_tokens=1500, temperature=0)
@@ -68,7 +79,7 @@ try:
 except KeyboardInterrupt:
     start = time.monotonic()
     client.chat_completion(messages="Say hi.", max_tokens=5)
-    print(f"next call {time.monotonic() - start:.2f}", flush=True)
+    print(f"next call {time.monotonic() - start:.2f} usual {usual:.2f}", flush=True)
 """
 
 
@@ -84,5 +95,6 @@ def test_ctrl_c_during_a_chat_completion_frees_the_server_for_the_next_call():
     finally:
         child.kill()
     assert out.startswith("next call "), (out, err[-2000:])
+    took, usual = float(out.split()[2]), float(out.split()[4])
     # Generating 1,500 tokens takes this server well over 10 s; the next call must not wait for it.
-    assert float(out.split()[-1]) < 8
+    assert took < max(8.0, 4 * usual), out
