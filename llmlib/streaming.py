@@ -113,7 +113,18 @@ class Accumulator:
                     state.content.compact()
             calls = delta.tool_calls
             if calls:
-                self._add_calls(state, calls)
+                call = calls[0]
+                entry = state.calls.get(call.index)
+                function = call.function
+                arguments = function.arguments
+                if len(calls) == 1 and entry is not None and arguments and call.id is None \
+                        and call.type is None and function.name is None:
+                    small = entry[3].small  # more arguments of a started call: once per token
+                    small.append(arguments)
+                    if len(small) >= _COMPACT:
+                        entry[3].compact()
+                else:
+                    self._add_calls(state, calls)
             if delta.reasoning_content:
                 state.reasoning.add(delta.reasoning_content)
             if delta.role:
