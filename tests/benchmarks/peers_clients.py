@@ -478,19 +478,25 @@ def batch(reader: Reader, delay: float) -> float:
 
 
 def throughput(reader: Reader, url: str, n: int, expected: dict) -> dict:
-    """Chunks/s of one whole stream of each kind, request sent to last chunk."""
+    """Chunks/s of a whole stream of each kind, request sent to last chunk: the
+    fastest of up to 3 streams (fewer when they take over 3 s together), as timeit
+    takes the least disturbed run: on a shared machine the others measure the
+    neighbours."""
     out = {}
     for kind in ("text", "tool"):
-        start = time.perf_counter()
-        if reader.name == "bare":
-            got = read_bare(url, f"{kind}:{n}")
-        else:
-            chunks, close, _, _ = reader.open(f"{kind}:{n}")
-            got = sum(1 for _ in chunks)
-            if close:
-                close()
-        elapsed = time.perf_counter() - start
-        out[kind] = {"rate": expected[kind] / elapsed, "yielded": got, "expected": expected[kind]}
+        best, spent, runs = float("inf"), 0.0, 0
+        while runs < 3 and (runs == 0 or spent < 3.0):
+            start = time.perf_counter()
+            if reader.name == "bare":
+                got = read_bare(url, f"{kind}:{n}")
+            else:
+                chunks, close, _, _ = reader.open(f"{kind}:{n}")
+                got = sum(1 for _ in chunks)
+                if close:
+                    close()
+            elapsed = time.perf_counter() - start
+            best, spent, runs = min(best, elapsed), spent + elapsed, runs + 1
+        out[kind] = {"rate": expected[kind] / best, "yielded": got, "expected": expected[kind]}
     return out
 
 
