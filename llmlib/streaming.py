@@ -119,10 +119,7 @@ class Accumulator:
                 arguments = function.arguments
                 if len(calls) == 1 and entry is not None and arguments and call.id is None \
                         and call.type is None and function.name is None:
-                    small = entry[3].small  # more arguments of a started call: once per token
-                    small.append(arguments)
-                    if len(small) >= _COMPACT:
-                        entry[3].compact()
+                    entry[3].add(arguments)  # more arguments of a started call: once per token
                 else:
                     self._add_calls(state, calls)
             if delta.reasoning_content:
@@ -153,12 +150,8 @@ class Accumulator:
             if name and name != entry[2]:
                 # Sent once by most providers, repeated by some, in pieces by a few.
                 entry[2] = name if entry[2] is None else entry[2] + name
-            arguments = function.arguments
-            if arguments:
-                small = entry[3].small
-                small.append(arguments)
-                if len(small) >= _COMPACT:
-                    entry[3].compact()
+            if function.arguments:
+                entry[3].add(function.arguments)
 
     def response(self) -> ChatCompletionResponse:
         choices = []
