@@ -43,7 +43,7 @@ from llmlib.errors import ConfigurationError
 from llmlib.providers import ProviderSpec
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
 
-__all__ = ["HTTPRequest", "StreamDecoder", "Protocol", "Scrub", "fail", "where", "json_object", "scan_json"]
+__all__ = ["HTTPRequest", "StreamDecoder", "Protocol", "Scrub", "fail", "where", "json_object"]
 
 #: A Client's secret scrubber: text in, text with every credential replaced by ``***``.
 Scrub = Callable[[str], str]

@@ -58,7 +58,7 @@ from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
-from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object, scan_json
+from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.streaming import _Text
 from llmlib.types import (
@@ -586,12 +586,7 @@ class StreamDecoder(BaseStreamDecoder):
         if data == "[DONE]":
             self.ended = True
             return None
-        try:  # json_object, inlined: this runs once per token
-            obj, end = scan_json(data, 0)
-        except StopIteration:
-            obj = end = None
-        if end != len(data) or obj.__class__ is not dict:
-            obj = json_object(data)  # raises the error (or takes the whitespace) json.loads would
+        obj = json_object(data)
         if obj.get("error") or obj.get("type") == "error" or event.event == "error":  # is_error_payload, inlined
             raise error_from_payload(obj, provider=self.provider, scrub=self._scrub)
         return self.decode_object(obj, data)
