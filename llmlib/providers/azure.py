@@ -182,6 +182,7 @@ class StreamDecoder(OpenAIStreamDecoder):
 
     def __init__(self, provider: str, choices: int = 1, scrub: Scrub = lambda s: s) -> None:
         super().__init__(provider, choices, scrub)
+        self._shapes_left = 0  # no per-token shapes: decode_object must see every payload's filter results
         self._prompt: Any = None
         self._fields: Dict[int, Dict[str, Any]] = {}  # choice index -> its Azure fields so far
         self._seen: Dict[int, Any] = {}  # choice index -> the last content_filter_results as sent

@@ -56,10 +56,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload
+from llmlib.framing import Event
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.providers import ProviderSpec, endpoint
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
+from llmlib.providers.shape import Shape
 from llmlib.streaming import _Text
 from llmlib.types import (
     ChatCompletionChunk,
@@ -311,6 +313,13 @@ def content_parts(content: Any, reasoning: Optional[str] = None) -> Tuple[Option
 
 # Top-level keys of a chunk that llmlib maps (or, for "error", checks); any
 # other key goes to chunk.provider_fields.
+# Shapes (see StreamDecoder._learn): the holes, the most one stream learns, and
+# the provider_fields values two chunks may share.
+_CONTENT = ("choices", 0, "delta", "content")
+_ARGUMENTS = ("choices", 0, "delta", "tool_calls", 0, "function", "arguments")
+_OBFUSCATION = ("obfuscation",)
+_SHAPES = 8
+_SCALARS = (str, int, float, bool, type(None))
 _KNOWN_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "error"})
 _all_known = _KNOWN_KEYS.issuperset
 
@@ -565,7 +574,8 @@ class StreamDecoder(BaseStreamDecoder):
     nothing more per chunk.
     """
 
-    __slots__ = ("provider", "ended", "_finished", "_choices", "_scrub", "_calls", "_details", "_think")
+    __slots__ = ("provider", "ended", "_finished", "_choices", "_scrub", "_calls", "_details", "_think",
+                 "_shape", "_again", "_shapes_left")
 
     def __init__(self, provider: str, choices: int = 1, scrub=lambda s: s, *, think_tags: bool = False) -> None:
         self.provider = provider
@@ -576,6 +586,10 @@ class StreamDecoder(BaseStreamDecoder):
         self._calls: Optional[Dict[int, _Calls]] = None  # per choice, from its first tool call
         self._details: Optional[Dict[int, _Details]] = None  # per choice, from its first reasoning detail
         self._think: Optional[Dict[int, _Think]] = {} if think_tags else None  # None: nothing to split
+        # The per-token payload's shape (see _learn), and the chunks of payloads of that shape.
+        self._shape: Optional[Shape] = None
+        self._again: Any = None
+        self._shapes_left = _SHAPES
 
     @property
     def complete(self) -> bool:
@@ -583,6 +597,11 @@ class StreamDecoder(BaseStreamDecoder):
 
     def decode(self, event) -> Optional[ChatCompletionChunk]:
         data = event.data
+        shape = self._shape
+        if shape is not None and event.__class__ is Event:  # a one-data-line event: its type is "message"
+            values = shape.match(data)
+            if values is not None:
+                return self._again(values)
         if data == "[DONE]":
             self.ended = True
             return None
@@ -599,7 +618,7 @@ class StreamDecoder(BaseStreamDecoder):
         # no usage, nothing to split or merge. decode_chunk gives the same chunk.
         get = obj.get
         choices = get("choices")
-        delta = None
+        delta = hole = None
         if choices.__class__ is list and len(choices) == 1 and self._think is None and self._details is None \
                 and not get("usage"):
             c = choices[0]
@@ -609,16 +628,23 @@ class StreamDecoder(BaseStreamDecoder):
                 content = d.get("content")
                 if content.__class__ is str:
                     delta = Delta(None, content)
+                    hole = _CONTENT
                 else:
                     calls = d.get("tool_calls")
                     if calls.__class__ is list and calls:
                         delta = Delta(None, None, None, self.tool_calls(index, calls))
+                        t = calls[0]
+                        if len(calls) == 1 and len(t) == 2 and t.get("index").__class__ is int \
+                                and delta.tool_calls[0].function.arguments and len(t.get("function")) == 1:
+                            hole = _ARGUMENTS  # only {"index": i, "function": {"arguments": "..."}}
         if delta is not None:
             chunk = ChatCompletionChunk(get("id"), get("model"), [ChunkChoice(index, delta, None, c.get("logprobs"))],
                                         None, get("created"), get("object") or "chat.completion.chunk",
                                         get("system_fingerprint"))
             if not _all_known(obj):  # OpenAI's "obfuscation" and "service_tier", for one
                 _keep_unknown(chunk, obj)
+            if hole is not None and self._shapes_left and c.get("logprobs") is None:
+                self._learn(obj, data, chunk, hole)
             return chunk
 
         chunk = decode_chunk(obj, self)
@@ -633,6 +659,50 @@ class StreamDecoder(BaseStreamDecoder):
             if self._details is not None:
                 self._whole_details(c)
         return chunk
+
+    # -- the per-token payload's shape
+
+    def _learn(self, obj: Dict[str, Any], data: str, chunk: ChatCompletionChunk, hole: Tuple[Any, ...]) -> None:
+        """Learn the shape of ``data``, a payload that took the fast path above:
+        the following payloads that differ from it only in their text (or
+        arguments piece) and ``obfuscation`` then skip the JSON parser and the
+        checks of this fast path (see :mod:`llmlib.providers.shape`): the same
+        text around the holes means the same keys and values, so the same chunk
+        but for those. A stream learns at most a few shapes (a new tool call, a
+        new choice, a provider whose payloads never repeat)."""
+        self._shapes_left -= 1
+        self._shape = None
+        extra = chunk.provider_fields
+        paths = [hole]
+        if extra is not None:
+            if any(v.__class__ not in _SCALARS for k, v in extra.items() if k != "obfuscation"):
+                return  # a list or an object must not be shared between chunks
+            if extra.get("obfuscation").__class__ is str:
+                paths.append(_OBFUSCATION)
+        shape = Shape.of(data, obj, paths)
+        if shape is None:
+            return
+        at = shape.paths.index(hole)
+        scrambled = shape.paths.index(_OBFUSCATION) if len(paths) == 2 else None
+        index = chunk.choices[0].index
+        call = chunk.choices[0].delta.tool_calls[0].index if hole is _ARGUMENTS else None
+        chunk_id, model, created, kind, fingerprint = (chunk.id, chunk.model, chunk.created, chunk.object,
+                                                       chunk.system_fingerprint)
+
+        def again(values: List[str]) -> ChatCompletionChunk:
+            if call is None:
+                delta = Delta(None, values[at])
+            else:
+                delta = Delta(None, None, None, [ToolCallDelta(call, None, None, FunctionCallDelta(None, values[at]))])
+            out = ChatCompletionChunk(chunk_id, model, [ChunkChoice(index, delta)], None, created, kind, fingerprint)
+            if extra is not None:
+                fields = dict(extra)
+                if scrambled is not None:
+                    fields["obfuscation"] = values[scrambled]
+                out.provider_fields = fields
+            return out
+
+        self._shape, self._again = shape, again
 
     # -- tool calls
 
@@ -700,6 +770,7 @@ class StreamDecoder(BaseStreamDecoder):
         kept = self._details
         if kept is None:
             kept = self._details = {}
+            self._shape = None  # from now on each chunk may have to carry the whole details
         state = kept.get(choice)
         if state is None:
             state = kept[choice] = _Details()
