@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import http.client
 import socket
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import requests
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
@@ -101,7 +101,7 @@ def _dechunked(raw: Any, original: http.client.HTTPResponse, fp: Any) -> Iterato
         more = _read(read1, raw)
         if not more:
             raise ProtocolError("the connection closed inside the chunked body (no terminating chunk)")
-        data = data[pos:] + more if pos < len(data) else more
+        data = data + more if data else more
         pos = 0
         end = len(data)
         parts = []
@@ -147,8 +147,17 @@ def _dechunked(raw: Any, original: http.client.HTTPResponse, fp: Any) -> Iterato
             if parts:  # the whole chunks before the bad one are the caller's, as with urllib3
                 yield b"".join(parts)
             raise
+        # While the caller works on this read, keep only the bytes not yet taken
+        # (usually none): one copy of a read per stream in memory, not three.
+        data = data[pos:] if pos < end else b""
         if parts:
-            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            yield parts.pop() if len(parts) == 1 else _joined(parts)
+
+
+def _joined(parts: List[bytes]) -> bytes:
+    whole = b"".join(parts)
+    parts.clear()
+    return whole
 
 
 def _read(read1: Any, raw: Any) -> bytes:

@@ -130,6 +130,8 @@ class SSEFramer:
             scan = len(buf) - 3 if len(buf) > 3 else 0
             buf += piece
             self.bytes_read += len(piece)
+            cr = cr or b"\r" in piece
+            del piece  # buf has it: one copy of the read while its events are handed on
             if bom:
                 if len(buf) < 3 and _BOM.startswith(buf):
                     continue
@@ -137,7 +139,6 @@ class SSEFramer:
                 if buf.startswith(_BOM):
                     del buf[:3]
                     base = 3
-            cr = cr or b"\r" in piece
             last = -1 if cr else buf.rfind(b"\n\n", scan)
             if last > 0 and buf[last - 1] == 10:  # inside a run of 3+ LFs: pair them from the left,
                 run = last - 1                     # as a reader going forward does
@@ -155,7 +156,11 @@ class SSEFramer:
                 blocks = text.split("\n\n")
                 self._blocks, self._offset, self._at = blocks, base, iter(blocks)
                 n = len(blocks) - 1
-                if text.startswith("data: ") and text.count("\n") == 2 * n and text.count("\n\ndata: ") == n:
+                uniform = text.startswith("data: ") and text.count("\n") == 2 * n and text.count("\n\ndata: ") == n
+                text = None  # the blocks are the only copy kept while their events are handed on
+                del buf[:last + 2]
+                base += last + 2
+                if uniform:
                     for block in self._at:  # each is "data: " and the data, nothing else
                         yield new(Event, (block[6:],))
                 else:
@@ -165,7 +170,7 @@ class SSEFramer:
                         else:  # exactly one data line; the spec drops one space after the colon
                             yield new(Event, (block[6:] if block.startswith(" ", 5) else block[5:],))
                 self._at = None
-                start = last + 2
+                start = 0
             elif cr or last >= 0:
                 start = yield from self._general(buf, base, scan)
             else:
@@ -227,6 +232,7 @@ class NDJSONFramer:
             scan = len(buf)
             buf += piece
             self.bytes_read += len(piece)
+            del piece  # buf has it: one copy of the read while its lines are handed on
             start = 0
             end = buf.find(b"\n", scan)
             while end >= 0:
