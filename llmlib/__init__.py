@@ -7,9 +7,10 @@
     for chunk in client.chat_completion_stream(model="gpt-4o", messages=[Message.user("Hi")]):
         print(chunk.text or "", end="", flush=True)
 
-``import llmlib`` is light: the HTTP stack (requests, urllib3, sseclient-py) is
-imported when ``Client`` is first used, and no provider module or model runtime is
-imported until a Client needs it.
+``import llmlib`` is light: the HTTP stack (requests, urllib3) is imported when
+``Client`` is first used; the message and response types when first named or
+when a Client makes them (its protocol module imports them); no provider module
+or model runtime is imported until a Client needs it.
 """
 
 from __future__ import annotations
@@ -37,27 +38,15 @@ from llmlib.errors import (
     ServerError,
     StreamError,
 )
-from llmlib.messages import Content, ContentPart, FunctionCall, Message, Role, Tool, ToolCall
 from llmlib.options import ConnectionOptions, Timeout
 from llmlib.providers import Provider
-from llmlib.streaming import collect, events
-from llmlib.types import (
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    Choice,
-    ChunkChoice,
-    Delta,
-    FunctionCallDelta,
-    HTTPInfo,
-    ModelInfo,
-    RateLimits,
-    ToolCallDelta,
-    Usage,
-)
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmlib.client import Client
+    from llmlib.messages import Content, ContentPart, FunctionCall, Message, Role, Tool, ToolCall
+    from llmlib.streaming import collect, events
+    from llmlib.types import (ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, Choice, ChunkChoice,
+                              Delta, FunctionCallDelta, HTTPInfo, ModelInfo, RateLimits, ToolCallDelta, Usage)
 
 __version__ = "0.1.0"
 
@@ -74,15 +63,29 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Client pulls in requests and urllib3: import it on first use, not with llmlib.
-    if name == "Client":
-        from llmlib.client import Client
+# Imported on first use, not with llmlib (PEP 562): Client pulls in requests and
+# urllib3; the messages, the response types and the helpers are ~30 attrs classes,
+# which a process pays for when it first names one or sends its first request.
+_LAZY = {
+    "Client": "llmlib.client", "collect": "llmlib.streaming", "events": "llmlib.streaming",
+    **dict.fromkeys(["Content", "ContentPart", "FunctionCall", "Message", "Role", "Tool", "ToolCall"],
+                    "llmlib.messages"),
+    **dict.fromkeys(["ChatCompletionChunk", "ChatCompletionRequest", "ChatCompletionResponse", "Choice",
+                     "ChunkChoice", "Delta", "FunctionCallDelta", "HTTPInfo", "ModelInfo", "RateLimits",
+                     "ToolCallDelta", "Usage"], "llmlib.types"),
+}
 
-        globals()["Client"] = Client
-        return Client
-    raise AttributeError(f"module 'llmlib' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmlib' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list:
-    return sorted(set(globals()) | {"Client"})
+    return sorted(set(globals()) | set(_LAZY))

@@ -257,7 +257,7 @@ def _answer(client: Any, messages: List[Any], args: argparse.Namespace, ctrl_c: 
     """Ask once and print the answer; returns ``(response, stopped)``: the
     response so far (None if nothing arrived) and whether Ctrl-C stopped it."""
     from llmlib import CancelledError, CancelToken
-    from llmlib.streaming import Accumulator
+    from llmlib.accumulator import Accumulator
 
     kwargs: Dict[str, Any] = dict(messages=messages, max_tokens=args.max_tokens, temperature=args.temperature)
     if args.model:

@@ -5,27 +5,29 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import attrs
 import requests
 
-from llmlib import deadline, models
+from llmlib import deadline
 from llmlib.cancel import CancelToken
 from llmlib.errors import (APIStatusError, CancelledError, ConfigurationError, DecodeError, IncompleteStreamError,
                            LLMError)
-from llmlib.error_mapping import error_from_payload, error_from_response, is_error_payload
-from llmlib.framing import FRAMINGS, first_bytes
-from llmlib.messages import Message
 from llmlib.options import ConnectionOptions
 from llmlib.providers import Provider, protocol_for, spec_for
-from llmlib.providers.base import HTTPRequest
 from llmlib.redaction import Secrets, check_api_key, cut
-from llmlib.response_stream import ChunkStream, open_stream
-from llmlib.streaming import collect
 from llmlib.transport import Transport
-from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, HTTPInfo, ModelInfo
+
+# What a request needs beyond the Client (the message and response types, the
+# stream machinery, the error mapping, the model table, the protocol's module) is
+# imported by the first request, not with the Client: a process that makes a
+# Client pays for requests and urllib3, and little more, until it uses it.
+if TYPE_CHECKING:  # pragma: no cover
+    from llmlib.providers.base import HTTPRequest
+    from llmlib.response_stream import ChunkStream
+    from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
 
 __all__ = ["Client"]
 
@@ -34,6 +36,13 @@ _MAX_MODEL_PAGES = 100  # pages of a paginated model listing read at most
 
 
 _OPTION_ALIASES = {"default_headers": "headers"}
+
+
+def _models() -> Any:
+    """:mod:`llmlib.models`, imported at the first request rather than with the Client."""
+    from llmlib import models
+
+    return models
 
 
 def _option_changes(keywords: dict) -> dict:
@@ -165,6 +174,8 @@ class Client:
     # ------------------------------------------------------------ chat
 
     def _build(self, request: Optional[ChatCompletionRequest], kwargs: dict) -> ChatCompletionRequest:
+        from llmlib.types import ChatCompletionRequest
+
         if request is None:
             default = self._protocol.default_model()
             if default is not None:
@@ -205,13 +216,15 @@ class Client:
             # stops only when a stream's connection closes: a call that is cancelled,
             # interrupted (Ctrl-C) or past its total deadline must not leave it
             # generating for the next one to wait on.
+            from llmlib.streaming import collect
+
             with self._stream(req, cancel, retry) as stream:
                 response = collect(stream)
             if cancel is not None and cancel.cancelled:
                 raise CancelledError("cancelled while the answer was streaming", provider=self.provider)
             return attrs.evolve(response, http=stream.http)
         http = self._protocol.chat_request(self.base_url, req, stream=False)  # the provider's own refusals first
-        models.check_request(self.provider, req)  # then what the model table knows the model cannot take
+        _models().check_request(self.provider, req)  # then what the model table knows the model cannot take
         data, info = self._json(http, cancel, retry, with_http=True)
         return attrs.evolve(self._decode(self._protocol.decode_response, data), http=info)
 
@@ -235,7 +248,7 @@ class Client:
     def _stream(self, req: ChatCompletionRequest, cancel: Optional[CancelToken] = None,
                 retry: bool = True) -> ChunkStream:
         http = self._protocol.chat_request(self.base_url, req, stream=True)
-        models.check_request(self.provider, req)
+        _models().check_request(self.provider, req)
         decoder = self._protocol.stream_decoder(req, self._transport.scrub)
         stream = self._open_stream(http, decoder, self._protocol.framing, cancel, retry)
         if self._protocol.empty_stream_means_refused:
@@ -275,6 +288,8 @@ class Client:
             self._transport.finished()
             deadline.finish(token)
             raise
+        from llmlib.response_stream import open_stream
+
         return open_stream(self._transport, response, decoder, framing, token, accumulator=accumulator)
 
     def chat_completion_stream_with_cancel(self, request: Optional[ChatCompletionRequest] = None,
@@ -300,6 +315,8 @@ class Client:
             kwargs["model"] = model_or_prompt
         if not isinstance(prompt, str):
             raise ConfigurationError("quick_chat_text needs a prompt string")
+        from llmlib.messages import Message
+
         messages = ([Message.system(system)] if system else []) + [Message.user(prompt)]
         if "model" not in kwargs and self._protocol.default_model() is None:
             raise ConfigurationError(f"{self.provider} has no default model: pass model=..., e.g. "
@@ -398,6 +415,10 @@ class Client:
               with_http: bool = False) -> Any:
         """Send ``http`` and return its decoded JSON body (with ``with_http``: the
         pair ``(body, HTTPInfo)``). Raises the llmlib error tree."""
+        from llmlib.error_mapping import error_from_payload, is_error_payload
+        from llmlib.framing import first_bytes
+        from llmlib.types import HTTPInfo
+
         token = deadline.start(self.options.timeout.total, cancel)
         try:
             response = self._transport.request(http.method, http.url, json=http.json, headers=http.headers,
@@ -424,6 +445,8 @@ class Client:
         return (data, HTTPInfo.of(response.status_code, response.headers)) if with_http else data
 
     def _status_error(self, response: requests.Response, token: Optional[CancelToken]) -> APIStatusError:
+        from llmlib.error_mapping import error_from_response
+
         body = self._transport.read_body(response, limit=_ERROR_BODY_LIMIT, truncate=True, cancel=token)
         error = error_from_response(response.status_code, response.headers, body,
                                     provider=self.provider, scrub=self._transport.scrub)
@@ -459,6 +482,9 @@ class Client:
             )
 
     def _check_stream(self, response: requests.Response, token: Optional[CancelToken]) -> None:
+        from llmlib.error_mapping import error_from_payload, is_error_payload
+        from llmlib.framing import FRAMINGS, first_bytes
+
         self._check_status(response, token)
         kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if kind in FRAMINGS[self._protocol.framing][2] or not kind:

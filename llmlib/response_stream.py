@@ -34,7 +34,7 @@ from llmlib.cancel import CancelToken, attach
 from llmlib.errors import APITimeoutError, DecodeError, IncompleteStreamError, LLMError
 from llmlib.framing import first_bytes, frames
 from llmlib.redaction import cut
-from llmlib.streaming import Accumulator
+from llmlib.accumulator import Accumulator
 from llmlib.transport import SocketInterrupter, Transport, settle_after_end
 from llmlib.types import ChatCompletionChunk, HTTPInfo
 

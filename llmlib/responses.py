@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Dict, Iterable, Iterator, Mapping, Optional, T
 import attrs
 
 from llmlib.errors import ConfigurationError, StreamError
-from llmlib.streaming import _Text
+from llmlib.accumulator import _Text
 from llmlib.types import Usage
 
 __all__ = [

@@ -46,7 +46,7 @@ from llmlib.responses import (
     ResponsesRequest,
     ResponsesResult,
 )
-from llmlib.streaming import Accumulator
+from llmlib.accumulator import Accumulator
 from llmlib.types import ChatCompletionRequest, ChatCompletionResponse
 
 __all__ = ["applies", "chat_request", "result", "events"]

@@ -35,10 +35,20 @@ def test_the_readme_and_every_docs_example_work_on_a_fresh_virtualenv():
 
 def test_import_is_light():
     code = ("import sys, llmlib; heavy = [m for m in sys.modules if m.split('.')[0] in "
-            "('requests', 'urllib3', 'sseclient', 'llama_cpp', 'numpy') or m.startswith('llmlib.providers.')]; "
+            "('requests', 'urllib3', 'sseclient', 'llama_cpp', 'numpy') or m.startswith('llmlib.providers.') "
+            "or m in ('llmlib.types', 'llmlib.messages', 'llmlib.streaming', 'llmlib.models')]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    # Every public name is still there, imported when first named.
+    code = ("import llmlib; from llmlib import Message, ChatCompletionChunk, collect, events, Client; "
+            "import llmlib.types, llmlib.streaming; "
+            "assert Message is llmlib.messages.Message and ChatCompletionChunk is llmlib.types.ChatCompletionChunk; "
+            "assert collect is llmlib.streaming.collect and events is llmlib.streaming.events; "
+            "assert all(hasattr(llmlib, n) for n in llmlib.__all__) and set(llmlib.__all__) <= set(dir(llmlib)); "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "ok"
 
 
 def test_public_names_have_docstrings():

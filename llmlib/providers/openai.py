@@ -62,7 +62,7 @@ from llmlib.providers import ProviderSpec, endpoint
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.providers.shape import Shape
-from llmlib.streaming import _Text
+from llmlib.accumulator import _Text
 from llmlib.types import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -672,22 +672,25 @@ class StreamDecoder(BaseStreamDecoder):
         new choice, a provider whose payloads never repeat)."""
         self._shapes_left -= 1
         self._shape = None
+        index = chunk.choices[0].index
+        chunk_id, model, created, kind, fingerprint = (chunk.id, chunk.model, chunk.created, chunk.object,
+                                                       chunk.system_fingerprint)
         extra = chunk.provider_fields
         paths = [hole]
         if extra is not None:
-            if any(v.__class__ not in _SCALARS for k, v in extra.items() if k != "obfuscation"):
-                return  # a list or an object must not be shared between chunks
+            extra = dict(extra)  # not the learned chunk's own dict, which its reader may change
             if extra.get("obfuscation").__class__ is str:
                 paths.append(_OBFUSCATION)
+        # Every chunk of the shape gets these values: a list or an object must not be shared.
+        if any(v.__class__ not in _SCALARS for v in (index, chunk_id, model, created, kind, fingerprint,
+                                                     *(extra.values() if extra else ()))):
+            return
         shape = Shape.of(data, obj, paths)
         if shape is None:
             return
         at = shape.paths.index(hole)
         scrambled = shape.paths.index(_OBFUSCATION) if len(paths) == 2 else None
-        index = chunk.choices[0].index
         call = chunk.choices[0].delta.tool_calls[0].index if hole is _ARGUMENTS else None
-        chunk_id, model, created, kind, fingerprint = (chunk.id, chunk.model, chunk.created, chunk.object,
-                                                       chunk.system_fingerprint)
 
         def again(values: List[str]) -> ChatCompletionChunk:
             if call is None:
