@@ -52,7 +52,7 @@ def payload(prompt: str, stream: bool = True) -> bytes:
 # ------------------------------------------------------------------ bare
 
 def read_bare(url: str, prompt: str) -> int:
-    """Throughput's floor: reads one chunked stream to the end, counts its events."""
+    """The bare reader: reads one chunked stream to the end, json.loads each event, counts them."""
     host = urlsplit(url)
     data = payload(prompt)
     sock = socket.create_connection((host.hostname, host.port))

@@ -10,8 +10,8 @@ import beside the peers), ``bench_helpers.py`` (``collect``/``events`` over
 plain iteration), ``bench_throughput.py``, ``bench_latency.py``,
 ``bench_batch.py``, ``bench_memory.py`` and ``bench_disconnect.py``. The memory
 figures of ``bench_peers.py`` and ``bench_memory.py`` use 100 streams of 2,000
-chunks by default; ``--memory-streams 100 --memory-chunks 20000`` gives the
-issue's size. Each script's printed figures go into the page as they are, under
+chunks by default (``--memory-streams``, ``--memory-chunks``), and
+``bench_peers.py`` measures memory once more at 20,000 chunks per stream. Each script's printed figures go into the page as they are, under
 a description of the machine (CPU model, cores, Python, package versions, the
 llmlib commit). ``--quick`` passes each script its smoke-run sizes.
 """
@@ -108,6 +108,9 @@ def main() -> None:
         (["--quick"] if quick else []) + ["--metrics", "ttfc,cancel,batch,memory",
                                           "--streams", str(streams), "--mem-chunks", str(chunks)],
     ]
+    if not quick:  # and memory at the issue's size: 20,000 chunks per stream, once
+        peers_runs.append(["--metrics", "memory", "--rounds", "1", "--streams", str(streams),
+                           "--mem-chunks", "20000", "--mem-cap", "60"])
     scripts = [
         ("Cold import", "bench_import.py", ["--runs", "3" if quick else "11"], 900),
         ("Stream helpers: collect and events", "bench_helpers.py", ["--quick"] if quick else [], 600),
