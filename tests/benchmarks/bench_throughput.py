@@ -2,11 +2,12 @@
 
 Run: ``python tests/benchmarks/bench_throughput.py [--chunks N] [--rounds R]``.
 
-A loopback server streams N recorded ``chat.completion.chunk`` events as fast as it
-can. In the same run the script measures:
+A loopback server, in a process of its own, streams N recorded
+``chat.completion.chunk`` events as fast as it can. In the same run the script measures:
 
 - bare: a raw socket reader that splits a close-delimited body's events on blank
-  lines and ``json.loads`` each payload (the least work any client must do);
+  lines and ``json.loads`` each payload (the least work of a client that parses
+  every payload; llmlib does not parse a payload of a shape it has seen);
 - llmlib: ``Client.chat_completion_stream`` over the same body close-delimited and
   chunked (chunked decoding is llmlib's extra work, counted against it);
 - the official ``openai`` SDK, when it is installed;
@@ -23,6 +24,7 @@ import json
 import random
 import socket
 import string
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,14 +45,21 @@ def make_body(n: int) -> bytes:
     return b"\n\n".join(body) + b"\n\n"
 
 
-def serve(body: bytes, mode: str) -> LoopbackServer:
+def serve(n: int) -> None:
+    """The server process: streams ``make_body(n)``, close-delimited under
+    ``/close/...`` and chunked under ``/chunked/...``; prints its URL, runs until
+    its stdin closes."""
+    body = make_body(n)
     pieces = [body[i:i + 16384] for i in range(0, len(body), 16384)]
-    return LoopbackServer(lambda req, reply: reply.sse(pieces, mode=mode))
+    server = LoopbackServer(lambda req, reply: reply.sse(pieces, mode=req.path.split("/")[1]))
+    print(server.url, flush=True)
+    sys.stdin.read()
+    server.close()
 
 
 def bare_reader(port: int) -> int:
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    sock.sendall(b"POST /close/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
     buf = b""
     headers_done = False
     count = 0
@@ -142,23 +151,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        return serve(args.chunks)
 
     from llmlib import Client, ConnectionOptions
 
     body = make_body(args.chunks)
     expected = body.count(b"\n\ndata: {") + 1
     rows = []
-    server = serve(body, "close")
-    try:  # the baseline: the least work any client must do, on the simplest body
-        bare = best_rate(lambda: bare_reader(server.port), args.rounds, expected)
-    finally:
-        server.close()
-    rows.append(("bare socket reader (close)", bare, 1.0))
-    for mode in ("close", "chunked"):
-        server = serve(body, mode)
-        try:
-            client = Client("llamacpp", base_url=server.url + "/v1", options=ConnectionOptions(max_retries=0))
+    # The server runs in a process of its own: in this one it would take the GIL
+    # from the reader at every read.
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "--chunks", str(args.chunks)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    url = server.stdout.readline().strip()
+    try:
+        # the baseline: the least work a client that parses every payload must do, on the simplest body
+        bare = best_rate(lambda: bare_reader(int(url.rsplit(":", 1)[1])), args.rounds, expected)
+        rows.append(("bare socket reader (close)", bare, 1.0))
+        for mode in ("close", "chunked"):
+            client = Client("llamacpp", base_url=f"{url}/{mode}/v1", options=ConnectionOptions(max_retries=0))
             ours = best_rate(lambda: sum(1 for _ in client.chat_completion_stream(model="m", messages="hi")),
                              args.rounds, expected)
             client.close()
@@ -167,12 +180,13 @@ def main() -> None:
                 import openai
             except ImportError:
                 continue
-            sdk = openai.OpenAI(api_key="x", base_url=server.url + "/v1", max_retries=0)
+            sdk = openai.OpenAI(api_key="x", base_url=f"{url}/{mode}/v1", max_retries=0)
             rate = best_rate(lambda: sum(1 for _ in sdk.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": "hi"}], stream=True)), args.rounds, expected)
             rows.append((f"openai SDK ({mode})", rate, rate / bare))
-        finally:
-            server.close()
+    finally:
+        server.stdin.close()
+        server.wait(10)
 
     print(f"{expected} chunks per stream, best of {args.rounds} rounds, loopback")
     print(f"{'reader':32} {'chunks/s':>12} {'vs bare':>8}")
