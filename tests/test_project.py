@@ -40,6 +40,11 @@ def test_import_is_light():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    # A Client loads its protocol, not the model table or the stream helpers (first request, first use).
+    code = ("import sys, llmlib; llmlib.Client('openai', api_key='sk-test'); "
+            "print([m for m in ('llmlib.models', 'llmlib.streaming', 'llmlib.response_stream') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
     # Every public name is still there, imported when first named.
     code = ("import llmlib; from llmlib import Message, ChatCompletionChunk, collect, events, Client; "
             "import llmlib.types, llmlib.streaming; "
