@@ -20,10 +20,10 @@ from llmlib.providers import Provider, protocol_for, spec_for
 from llmlib.redaction import Secrets, check_api_key, cut
 from llmlib.transport import Transport
 
-# What a request needs beyond the Client (the message and response types, the
-# stream machinery, the error mapping, the model table, the protocol's module) is
-# imported by the first request, not with the Client: a process that makes a
-# Client pays for requests and urllib3, and little more, until it uses it.
+# The Client imports requests and its provider's protocol module (whose auth it
+# needs; that module brings the message and response types). The stream machinery,
+# the error mapping and the model table are imported by the first request that
+# needs them, in the methods below.
 if TYPE_CHECKING:  # pragma: no cover
     from llmlib.providers.base import HTTPRequest
     from llmlib.response_stream import ChunkStream

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from llmlib.accumulator import _Text
 from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload
 from llmlib.framing import Event
@@ -62,7 +63,6 @@ from llmlib.providers import ProviderSpec, endpoint
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.providers.shape import Shape
-from llmlib.accumulator import _Text
 from llmlib.types import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -311,15 +311,16 @@ def content_parts(content: Any, reasoning: Optional[str] = None) -> Tuple[Option
     return ("".join(text) if text else None), ("".join(thinking) if thinking else None)
 
 
-# Top-level keys of a chunk that llmlib maps (or, for "error", checks); any
-# other key goes to chunk.provider_fields.
 # Shapes (see StreamDecoder._learn): the holes, the most one stream learns, and
-# the provider_fields values two chunks may share.
+# the types of the values the chunks of one shape may share.
 _CONTENT = ("choices", 0, "delta", "content")
 _ARGUMENTS = ("choices", 0, "delta", "tool_calls", 0, "function", "arguments")
 _OBFUSCATION = ("obfuscation",)
 _SHAPES = 8
 _SCALARS = (str, int, float, bool, type(None))
+
+# Top-level keys of a chunk that llmlib maps (or, for "error", checks); any
+# other key goes to chunk.provider_fields.
 _KNOWN_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "error"})
 _all_known = _KNOWN_KEYS.issuperset
 
