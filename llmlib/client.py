@@ -18,12 +18,12 @@ from llmlib.errors import (APIStatusError, CancelledError, ConfigurationError, D
 from llmlib.options import ConnectionOptions
 from llmlib.providers import Provider, protocol_for, spec_for
 from llmlib.redaction import Secrets, check_api_key, cut
-from llmlib.transport import Transport
+from llmlib.transport import TokenAuth, Transport
 
-# The Client imports requests and its provider's protocol module (whose auth it
-# needs; that module brings the message and response types). The stream machinery,
-# the error mapping and the model table are imported by the first request that
-# needs them, in the methods below.
+# The Client imports requests and makes its session from the provider's table row.
+# The provider's protocol module (which brings the message and response types), the
+# stream machinery, the error mapping and the model table are imported by the first
+# request that needs them: see __getattr__ and the methods below.
 if TYPE_CHECKING:  # pragma: no cover
     from llmlib.providers.base import HTTPRequest
     from llmlib.response_stream import ChunkStream
@@ -109,28 +109,30 @@ class Client:
                 f"no API key for {spec.name}: set {' or '.join(spec.key_env)} in the environment, "
                 f"or pass Client({spec.name!r}, api_key=...)"
             )
-        if not callable(api_key):  # a token provider: for a protocol whose auth() takes one (azure)
-            check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
         url = base_url or os.environ.get(spec.base_url_env) or spec.base_url
         if url is not None:
             _check_base_url(url, "base_url" if base_url else spec.base_url_env)
-        self._base_url = url.rstrip("/") if url else None
+        self._base_url = url.rstrip("/") if url else None  # None: the protocol finds it (azure, local)
 
-        self._protocol = protocol_for(spec)  # imports the protocol's module now, not with llmlib
-        if self._base_url is None and not self._protocol.finds_base_url:
-            raise ConfigurationError(f"{spec.name} has no default base URL; pass base_url=... "
-                                     f"or set {spec.base_url_env}")
-        auth = self._protocol.auth(api_key)  # (header, value), or a requests AuthBase run on each request
-        if isinstance(auth, requests.auth.AuthBase):
-            header = value = None
+        # The row says how the key travels; the protocol module loads at the first request (__getattr__).
+        if callable(api_key) and spec.token_auth:  # a bearer token provider, asked at each request
+            auth, header, value = TokenAuth(api_key, spec.name), None, None
         else:
-            if callable(api_key):
-                check_api_key(api_key, spec.name)  # this protocol takes no token provider: "must be a str"
-            (header, value), auth = auth, None
+            check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
+            (header, value), auth = spec.auth(api_key), None
         self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value, auth=auth,
                                     secrets=Secrets(api_key, self.options.headers, url or "",
                                                     proxy=self.options.proxy),
-                                    headers=self._protocol.default_headers())
+                                    headers=dict(spec.headers))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for an attribute not yet set: the protocol, made at the first request that
+        # needs it (importing its module and the types then). Two threads racing here
+        # each make an equal, stateless protocol object; the last assignment wins.
+        if name == "_protocol" and "_spec" in self.__dict__:
+            protocol = self._protocol = protocol_for(self._spec)
+            return protocol
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @classmethod
     def with_options(cls, provider: Union[str, Provider], options: ConnectionOptions, *,

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Iterator, Mapping, Optional, Tuple
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple
 
 import requests
 import requests.adapters
@@ -43,10 +43,10 @@ from llmlib.errors import (
 )
 from llmlib.limits import Limiter
 from llmlib.options import ConnectionOptions
-from llmlib.redaction import Secrets, looks_secret
+from llmlib.redaction import Secrets, check_api_key, cut, looks_secret
 
 __all__ = ["Transport", "MAX_RETRY_AFTER", "parse_retry_after", "socket_of", "raw_socket", "shutdown_socket",
-           "SocketLease", "SocketInterrupter", "settle_after_end"]
+           "SocketLease", "TokenAuth", "SocketInterrupter", "settle_after_end"]
 
 #: The ``llmlib`` logger: each request at DEBUG, each retry (attempt, wait, reason)
 #: at INFO; messages are scrubbed of the Client's secrets.
@@ -180,6 +180,37 @@ class _NoAuth(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         return request
+
+
+class TokenAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>``, the token asked of ``provider()`` for each
+    request (Microsoft Entra ID tokens expire; a credential's provider caches and
+    renews them), from whichever thread sends it: share a thread-safe provider
+    (azure-identity's are). The token is kept nowhere but the request's header;
+    the repr shows neither it nor the provider. A provider that raises, or returns
+    anything but a one-line str, is a ConfigurationError before anything is sent."""
+
+    def __init__(self, provider: Callable[[], str], name: str = "azure") -> None:
+        self._provider = provider
+        self._name = name
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        try:
+            token = self._provider()
+        except Exception as exc:
+            raise ConfigurationError(
+                f"the Microsoft Entra ID token provider given as api_key for {self._name} failed: "
+                f"{type(exc).__name__}: {cut(str(exc), 300)}", provider=self._name) from exc
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError(
+                f"the token provider given as api_key for {self._name} must return the bearer token as a "
+                f"non-empty str, not {type(token).__name__}", provider=self._name)
+        check_api_key(token, self._name)  # one header line of visible ASCII, or a message naming no character of it
+        request.headers["Authorization"] = "Bearer " + token
+        return request
+
+    def __repr__(self) -> str:
+        return "<Microsoft Entra ID bearer token auth>"
 
 
 # The CancelToken of the request the current thread is sending, if any, and the

@@ -19,7 +19,8 @@ import pytest
 
 import llmlib
 from llmlib import Client, ConnectionOptions, Timeout, collect
-from llmlib.providers.azure import DEFAULT_API_VERSION, TokenAuth
+from llmlib.providers.azure import DEFAULT_API_VERSION
+from llmlib.transport import TokenAuth
 from llmlib.streaming import Done, events
 from tests.conftest import TEST_KEY
 

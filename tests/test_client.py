@@ -39,6 +39,21 @@ def test_unknown_and_unimplemented_providers():
             Client(name, api_key="x")
 
 
+def test_every_row_without_a_default_base_url_has_a_protocol_that_finds_one(monkeypatch):
+    # A Client is made from its row alone; a row with no base URL relies on its protocol
+    # (loaded at the first request) to find one, and says what to set when it cannot.
+    from llmlib.providers import SPECS
+
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_BASE_URL", "LOCAL_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    rows = [name for name, spec in SPECS.items() if spec.base_url is None]
+    assert rows == ["azure", "local"]
+    with pytest.raises(ConfigurationError, match="AZURE_OPENAI_ENDPOINT"):
+        Client("azure", api_key="x").base_url
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://r.openai.azure.com/")
+    assert Client("azure", api_key="x").base_url == "https://r.openai.azure.com"
+
+
 def test_request_body_and_headers(client, server):
     seen = []
 

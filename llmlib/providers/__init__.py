@@ -2,8 +2,9 @@
 
 This module is a table and imports nothing heavy; each protocol's wire format lives
 in its own module (``llmlib.providers.openai`` for the OpenAI chat-completions
-protocol), imported only when a Client for it is made. A provider that speaks the
-OpenAI protocol is one row here.
+protocol), imported at a Client's first request. A row also says how the key is
+sent and which headers go with every request, so a Client is made from its row
+alone. A provider that speaks the OpenAI protocol is one row here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmlib.providers.base import Protocol
 
 __all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for", "protocol_for", "endpoint"]
+
+#: The Anthropic API version llmlib speaks (the ``anthropic-version`` header):
+#: https://docs.anthropic.com/en/api/versioning
+ANTHROPIC_VERSION = "2023-06-01"
 
 
 class Provider(str, enum.Enum):
@@ -67,6 +72,15 @@ class ProviderSpec:
     ``<think>...</think>`` at its start (open-weight reasoning models on local
     servers and on some hosts), which the stream decoder then moves into
     ``reasoning_content``.
+
+    ``auth_header`` is the header that carries the key: ``Authorization`` as
+    ``Bearer <key>``, any other header the bare key (Anthropic ``x-api-key``,
+    Gemini ``x-goog-api-key``, Azure ``api-key``). ``headers`` are sent with
+    every request (Anthropic's ``anthropic-version``); ``ConnectionOptions.headers``
+    override them. ``token_auth``: the key may also be a callable returning a
+    bearer token, asked for at each request (Azure's Microsoft Entra ID tokens).
+    A ``base_url`` of None means the protocol finds the API root at the first
+    request (Azure from ``AZURE_OPENAI_ENDPOINT``; ``local`` starts its server).
     """
 
     name: str
@@ -80,10 +94,19 @@ class ProviderSpec:
     #: raises ConfigurationError before sending anything (``model_info`` answers
     #: from llmlib's model table alone).
     has_models_endpoint: bool = True
+    auth_header: str = "Authorization"
+    headers: Tuple[Tuple[str, str], ...] = ()
+    token_auth: bool = False
 
     @property
     def needs_key(self) -> bool:
         return bool(self.key_env)
+
+    def auth(self, api_key: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+        """The ``(header, value)`` that carries ``api_key`` (a str); ``(None, None)`` for no key."""
+        if not api_key:
+            return None, None
+        return self.auth_header, (f"Bearer {api_key}" if self.auth_header == "Authorization" else api_key)
 
     @property
     def base_url_env(self) -> str:
@@ -101,12 +124,14 @@ SPECS: Dict[str, ProviderSpec] = {
         ProviderSpec("openai", "openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",),
                      max_tokens_field="max_completion_tokens",
                      docs="https://platform.openai.com/docs/api-reference/chat"),
-        ProviderSpec("azure", "azure", None, ("AZURE_OPENAI_API_KEY",),
+        ProviderSpec("azure", "azure", None, ("AZURE_OPENAI_API_KEY",), auth_header="api-key", token_auth=True,
                      docs="https://learn.microsoft.com/azure/ai-services/openai/reference"),
         ProviderSpec("anthropic", "anthropic", "https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",),
+                     auth_header="x-api-key", headers=(("anthropic-version", ANTHROPIC_VERSION),),
                      docs="https://docs.anthropic.com/en/api/messages"),
         ProviderSpec("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta",
-                     ("GEMINI_API_KEY", "GOOGLE_API_KEY"), docs="https://ai.google.dev/api"),
+                     ("GEMINI_API_KEY", "GOOGLE_API_KEY"), auth_header="x-goog-api-key",
+                     docs="https://ai.google.dev/api"),
         ProviderSpec("ollama", "ollama", "http://127.0.0.1:11434", (),
                      docs="https://github.com/ollama/ollama/blob/main/docs/api.md"),
         ProviderSpec("cohere", "cohere", "https://api.cohere.com/v2", ("COHERE_API_KEY", "CO_API_KEY"),
@@ -173,8 +198,9 @@ def spec_for(provider: Union[str, Provider]) -> ProviderSpec:
 
 def protocol_for(spec: ProviderSpec) -> "Protocol":
     """The wire format of ``spec``: imports ``llmlib.providers.<spec.protocol>`` (only
-    now, so ``import llmlib`` stays light) and instantiates its ``PROTOCOL`` class,
-    a :class:`llmlib.providers.base.Protocol`."""
+    now: a Client calls this at its first request, so ``import llmlib`` and
+    ``Client(...)`` stay light) and instantiates its ``PROTOCOL`` class, a
+    :class:`llmlib.providers.base.Protocol`."""
     module = importlib.import_module(f"{__name__}.{spec.protocol}")
     return module.PROTOCOL(spec)
 

@@ -4,7 +4,8 @@ Follows Anthropic's API reference and guides:
 
 - https://docs.anthropic.com/en/api/messages (request body, the ``message`` object,
   ``stop_reason``, ``usage``), with ``anthropic-version: 2023-06-01``
-  (https://docs.anthropic.com/en/api/versioning) and the key in ``x-api-key``;
+  (https://docs.anthropic.com/en/api/versioning) and the key in ``x-api-key``
+  (both sent by the Client from this provider's row in :data:`llmlib.providers.SPECS`);
 - https://docs.anthropic.com/en/docs/build-with-claude/streaming (the SSE events
   ``message_start``, ``content_block_start``/``_delta``/``_stop``,
   ``message_delta``, ``message_stop``, ``ping``, ``error``; ``message_delta``
@@ -66,7 +67,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from llmlib.errors import ConfigurationError
 from llmlib.error_mapping import error_from_payload, is_error_payload
 from llmlib.messages import ContentPart, FunctionCall, Message, Role, Tool, ToolCall
-from llmlib.providers import ProviderSpec, endpoint
+from llmlib.providers import ANTHROPIC_VERSION, ProviderSpec, endpoint  # the version header: sent by the Client from the row
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import fail as _fail
 from llmlib.providers.base import where as _where
@@ -98,8 +99,6 @@ __all__ = [
     "PROTOCOL",
 ]
 
-#: The ``anthropic-version`` header sent with every request.
-ANTHROPIC_VERSION = "2023-06-01"
 
 #: ``max_tokens`` (tokens of output) sent when the request sets none: Anthropic
 #: requires the field. With extended thinking on, the default is this plus the
@@ -721,14 +720,6 @@ class AnthropicProtocol(Protocol):
     """The Anthropic Messages protocol (see the module docstring)."""
 
     framing = "sse"
-
-    def auth(self, api_key: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
-        """``("x-api-key", key)``; ``(None, None)`` without a key."""
-        return ("x-api-key", api_key) if api_key else (None, None)
-
-    def default_headers(self) -> Dict[str, str]:
-        """``anthropic-version: 2023-06-01`` (:data:`ANTHROPIC_VERSION`)."""
-        return {"anthropic-version": ANTHROPIC_VERSION}
 
     def chat_request(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> HTTPRequest:
         """``POST {base_url}/messages`` with the encoded request (see :func:`encode_request`

@@ -12,7 +12,7 @@ the v1 API (https://learn.microsoft.com/azure/ai-foundry/openai/api-version-life
 content streaming (https://learn.microsoft.com/azure/ai-services/openai/concepts/content-streaming).
 Everything else is :mod:`llmlib.providers.openai`.
 
-Configuration (read when the Client is made):
+Configuration (the key when the Client is made, the rest at its first request):
 
 - the key: ``api_key=`` or ``AZURE_OPENAI_API_KEY``, sent as ``api-key: <key>``. Or
   Microsoft Entra ID: ``Client("azure", api_key=get_token)`` with ``get_token()``
@@ -72,22 +72,20 @@ without it (as OpenAI). Annotation chunks after the finish reasons are read, sin
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote, urlencode
 
 import attrs
-import requests
 
 from llmlib.errors import ConfigurationError
 from llmlib.providers import ProviderSpec
 from llmlib.providers.base import HTTPRequest, Scrub
 from llmlib.providers.openai import OpenAIProtocol, StreamDecoder as OpenAIStreamDecoder, decode_response, \
     encode_request
-from llmlib.redaction import check_api_key, cut
 from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChunkChoice, Delta, \
     ModelInfo
 
-__all__ = ["AzureProtocol", "StreamDecoder", "TokenAuth", "merge_filter_results", "PROTOCOL",
+__all__ = ["AzureProtocol", "StreamDecoder", "merge_filter_results", "PROTOCOL",
            "DEFAULT_API_VERSION", "ENDPOINT_ENV", "API_VERSION_ENV"]
 
 #: The ``api-version`` used unless ``OPENAI_API_VERSION`` says otherwise: the latest
@@ -103,37 +101,6 @@ _NONE: Dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------- auth
-
-
-class TokenAuth(requests.auth.AuthBase):
-    """``Authorization: Bearer <token>``, the token asked of ``provider()`` for each
-    request (Microsoft Entra ID tokens expire; a credential's provider caches and
-    renews them), from whichever thread sends it: share a thread-safe provider
-    (azure-identity's are). The token is kept nowhere but the request's header;
-    the repr shows neither it nor the provider. A provider that raises, or returns
-    anything but a one-line str, is a ConfigurationError before anything is sent."""
-
-    def __init__(self, provider: Callable[[], str], name: str = "azure") -> None:
-        self._provider = provider
-        self._name = name
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        try:
-            token = self._provider()
-        except Exception as exc:
-            raise ConfigurationError(
-                f"the Microsoft Entra ID token provider given as api_key for {self._name} failed: "
-                f"{type(exc).__name__}: {cut(str(exc), 300)}", provider=self._name) from exc
-        if not isinstance(token, str) or not token:
-            raise ConfigurationError(
-                f"the token provider given as api_key for {self._name} must return the bearer token as a "
-                f"non-empty str, not {type(token).__name__}", provider=self._name)
-        check_api_key(token, self._name)  # one header line of visible ASCII, or a message naming no character of it
-        request.headers["Authorization"] = "Bearer " + token
-        return request
-
-    def __repr__(self) -> str:
-        return "<Microsoft Entra ID bearer token auth>"
 
 
 # ---------------------------------------------------------------- content filter results
@@ -256,19 +223,10 @@ def _decode_model(obj: Dict[str, Any], provider: str) -> ModelInfo:
 class AzureProtocol(OpenAIProtocol):
     """OpenAI chat completions on Azure OpenAI deployments (see the module docstring)."""
 
-    finds_base_url = True  # AZURE_OPENAI_ENDPOINT, when no base_url / AZURE_BASE_URL is given
-
     def __init__(self, spec: ProviderSpec) -> None:
         super().__init__(spec)
         self._endpoint = os.environ.get(ENDPOINT_ENV) or None
         self.api_version = os.environ.get(API_VERSION_ENV) or DEFAULT_API_VERSION
-
-    def auth(self, api_key: Union[str, Callable[[], str], None]) -> Any:
-        """``("api-key", key)`` for a key; a :class:`TokenAuth` (``Authorization:
-        Bearer``, asked for per request) for a callable returning a Microsoft Entra ID token."""
-        if callable(api_key):
-            return TokenAuth(api_key, self.spec.name)
-        return ("api-key", api_key) if api_key else (None, None)
 
     def base_url(self, configured: Optional[str]) -> str:
         """``configured`` (``base_url=`` or ``AZURE_BASE_URL``), else ``AZURE_OPENAI_ENDPOINT``."""

@@ -9,8 +9,6 @@ the contract is small:
 ==========================  ==================================================
 ``framing``                 ``"sse"`` or ``"ndjson"``: how the stream body is cut
                             into events (:mod:`llmlib.framing`)
-``auth(api_key)``           the ``(header, value)`` that carries the key
-``default_headers()``       headers sent with every request (``anthropic-version``)
 ``base_url(configured)``    the API root (default: the configured one)
 ``default_model()``         the model of a request that names none (default: None)
 ``chat_request(...)``       a chat call as an :class:`HTTPRequest`
@@ -20,6 +18,11 @@ the contract is small:
 ``models_request(...)``     the model listing, page by page
 ``decode_models(obj)``      one page of the listing, and the next page's token
 ==========================  ==================================================
+
+How the key is sent and the headers that go with every request are facts of
+the provider's row (:class:`~llmlib.providers.ProviderSpec` ``auth_header``,
+``headers``, ``token_auth``), not of this class: a Client is made from its row
+and imports the protocol module at its first request.
 
 Decoders may assume well-formed payloads: whatever a decoder raises on a payload
 of an unexpected shape (``KeyError``, ``TypeError``, ``AttributeError``,
@@ -96,9 +99,6 @@ class Protocol:
 
     #: How a streamed body is framed: ``"sse"`` (Server-Sent Events) or ``"ndjson"``.
     framing: str = "sse"
-    #: True when :meth:`base_url` finds an API root with none configured (the
-    #: local model starts its server); otherwise a Client without one is refused.
-    finds_base_url: bool = False
     #: True when a non-streamed call is better made as a stream and collected: a
     #: server that generates for one request at a time stops only when a stream's
     #: connection closes, so a call that is cancelled, interrupted (Ctrl-C) or past
@@ -123,19 +123,11 @@ class Protocol:
         """The provider's name (``"openai"``, ``"anthropic"``...)."""
         return self.spec.name
 
-    def auth(self, api_key: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
-        """The ``(header, value)`` that carries ``api_key``; ``(None, None)`` for no key.
-        Default: ``Authorization: Bearer <key>``."""
-        return ("Authorization", f"Bearer {api_key}") if api_key else (None, None)
-
-    def default_headers(self) -> Dict[str, str]:
-        """Headers sent with every request of this protocol (none by default)."""
-        return {}
-
     def base_url(self, configured: Optional[str]) -> str:
         """The API root requests go to: ``configured`` (the ``base_url`` argument,
         ``<NAME>_BASE_URL``, or the table's default). Raises ConfigurationError
-        when there is none. A protocol may find or start one (the local model)."""
+        when there is none. A protocol whose rows have no default finds or
+        starts one (Azure's endpoint variable, the local model's server)."""
         if configured is None:
             raise ConfigurationError(f"{self.provider} has no default base URL; pass base_url=...")
         return configured

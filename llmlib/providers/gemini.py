@@ -572,10 +572,6 @@ class GeminiProtocol(Protocol):
 
     framing = "sse"
 
-    def auth(self, api_key: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
-        """``("x-goog-api-key", key)``: the key travels in a header, never in the URL."""
-        return ("x-goog-api-key", api_key) if api_key else (None, None)
-
     def chat_request(self, base_url: str, request: ChatCompletionRequest, *, stream: bool) -> HTTPRequest:
         """``POST {base_url}/models/{model}:generateContent``, or
         ``:streamGenerateContent?alt=sse`` when ``stream`` (any query of

@@ -21,7 +21,6 @@ __all__ = ["LocalProtocol", "PROTOCOL"]
 class LocalProtocol(OpenAIProtocol):
     """OpenAI chat completions against the bundled model's server."""
 
-    finds_base_url = True
     stream_internally = True  # a cancelled or interrupted chat_completion then stops the generation too
     empty_stream_means_refused = True  # llama-cpp-python: 200 and an empty body, for a prompt too long
 
