@@ -15,17 +15,20 @@ from llmlib.types import ChatCompletionChunk, ChatCompletionResponse, Choice, Us
 __all__ = ["Accumulator"]
 
 
-_COMPACT = 64  # small text pieces kept before they are joined into one block
+_COMPACT = 64  # pieces joined into one block, and blocks joined into one large block
 
 
 class _Text:
-    """Text received in pieces. Every :data:`_COMPACT` pieces are joined into one
-    block (only those: earlier blocks are never copied again), so a long answer
-    costs about a byte per character, not a str object (~50 bytes) per token."""
+    """Text received in pieces, kept at about a byte per character whatever the
+    pieces' count. Every :data:`_COMPACT` pieces are joined into a block, and
+    every :data:`_COMPACT` blocks into a large one (~20 kB of 5-character
+    tokens), so each character is copied twice at most before :meth:`value`,
+    and the per-str overhead (~50 bytes) is paid per 64 x 64 pieces, not per token."""
 
-    __slots__ = ("blocks", "small")
+    __slots__ = ("blocks", "large", "small")
 
     def __init__(self) -> None:
+        self.large = 0  # blocks[:large] are large blocks, the rest blocks of _COMPACT pieces
         self.blocks: List[str] = []
         self.small: List[str] = []
 
@@ -36,8 +39,12 @@ class _Text:
             self.compact()
 
     def compact(self) -> None:
-        self.blocks.append("".join(self.small))
+        blocks = self.blocks
+        blocks.append("".join(self.small))
         self.small.clear()
+        if len(blocks) - self.large >= _COMPACT:
+            blocks[self.large:] = ["".join(blocks[self.large:])]
+            self.large += 1
 
     def __bool__(self) -> bool:
         return bool(self.blocks or self.small)

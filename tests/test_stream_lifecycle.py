@@ -134,6 +134,39 @@ def test_memory_does_not_grow_with_the_number_of_chunks(server):
     assert late - early < 400_000, late - early
 
 
+@pytest.mark.parametrize("field", ["content", "arguments"])
+def test_the_kept_text_costs_about_a_byte_per_character_whatever_the_chunk_count(field):
+    # What a stream keeps for .partial and collect(): one-character tokens (the worst case:
+    # ~50 bytes of str header each) must cost about a byte each once kept, not a str each.
+    from llmlib.streaming import Accumulator
+    from llmlib.types import ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta
+
+    def chunk(text, first=False):
+        if field == "content":
+            return ChatCompletionChunk("c", "m", [ChunkChoice(0, Delta(content=text))])
+        call = ToolCallDelta(0, "call_1" if first else None, "function" if first else None,
+                             FunctionCallDelta("f" if first else None, text))
+        return ChatCompletionChunk("c", "m", [ChunkChoice(0, Delta(tool_calls=[call]))])
+
+    acc = Accumulator()
+    acc.add(chunk("", first=True))
+    token = chunk("x")
+    tracemalloc.start()
+    try:
+        for _ in range(5_000):
+            acc.add(token)
+        early = tracemalloc.get_traced_memory()[0]
+        for _ in range(200_000):
+            acc.add(token)
+        late = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert (late - early) / 200_000 < 1.1, late - early  # ~1.9 bytes per character with 64-piece blocks alone
+    message = acc.response().choices[0].message
+    kept = message.text if field == "content" else message.tool_calls[0].function.arguments
+    assert kept == "x" * 205_000
+
+
 def test_close_closes_idle_sockets_while_a_stream_is_still_referenced(server):
     def handler(req, reply):
         reply.head(200, [("Content-Type", "text/event-stream")])
