@@ -435,8 +435,14 @@ def table_memory(results: dict, args) -> list:
             notes.append(f"Note: {name}: {sum(r['n_errors'] for r in rounds)} stream errors, e.g. {errs[0]}.")
     if "llmlib" in data:
         text = args.streams * text_chars(args.mem_chunks) / 2 ** 20
-        notes.append(f"llmlib keeps the text each stream has received (for `.partial` and `collect()`, a byte per "
-                     f"character): {text:.1f} MiB of the figure here; the other readers keep nothing.")
+        note = (f"llmlib keeps the text each stream has received (for `.partial` and `collect()`, a byte per "
+                f"character): {text:.1f} MiB of the figure here; the other readers keep nothing.")
+        peer = data.get("requests+sseclient")
+        if data["llmlib"] and peer:
+            rest = statistics.median([r["growth"] for r in data["llmlib"]]) - text
+            note += (f" llmlib's figure less that text: {rest:.1f} MiB, "
+                     f"{rest / statistics.median([r['growth'] for r in peer]):.2f}x requests + sseclient-py's.")
+        notes.append(note)
     return lines + [""] + notes + errors_of(results, "memory")
 
 
