@@ -21,7 +21,7 @@ from llmlib.errors import ConfigurationError
 if TYPE_CHECKING:  # pragma: no cover
     from llmlib.providers.base import Protocol
 
-__all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for", "protocol_for", "endpoint"]
+__all__ = ["Provider", "ProviderSpec", "SPECS", "spec_for", "protocol_for", "endpoint", "ANTHROPIC_VERSION"]
 
 #: The Anthropic API version llmlib speaks (the ``anthropic-version`` header):
 #: https://docs.anthropic.com/en/api/versioning
