@@ -19,7 +19,9 @@ Configuration (the key when the Client is made, the rest at its first request):
   returning a bearer token (a str; e.g. ``azure.identity.get_bearer_token_provider(
   DefaultAzureCredential(), "https://cognitiveservices.azure.com/.default")``). It is
   called once per request (a retry reuses the token of its request), the token is
-  sent as ``Authorization: Bearer <token>`` and kept nowhere else.
+  sent as ``Authorization: Bearer <token>`` and kept nowhere else. The Client does
+  both from this provider's row in :data:`llmlib.providers.SPECS` (the token by
+  :class:`llmlib.transport.TokenAuth`).
 - the endpoint: ``base_url=``, ``AZURE_BASE_URL`` or ``AZURE_OPENAI_ENDPOINT``, the
   resource's root ``https://<resource>.openai.azure.com`` (a trailing ``/openai`` is
   accepted). None of them: ConfigurationError naming ``AZURE_OPENAI_ENDPOINT`` at the
@@ -98,9 +100,6 @@ API_VERSION_ENV = "OPENAI_API_VERSION"
 
 _SEVERITY = {"safe": 0, "low": 1, "medium": 2, "high": 3}
 _NONE: Dict[str, Any] = {}
-
-
-# ---------------------------------------------------------------- auth
 
 
 # ---------------------------------------------------------------- content filter results
