@@ -417,14 +417,15 @@ def table_memory(results: dict, args) -> list:
              f"{args.rounds} rounds (min-max), and the median's ratio to the bare reader's. Reading stops after "
              f"{args.mem_cap:g} s: a reader that had not read everything by then has a lower bound (\">=\").", "",
              "| reader | MiB above baseline | vs bare | chunks read | seconds |", "|---|---|---|---|---|"]
-    base = statistics.median([r["growth"] for r in data["bare"]]) if data.get("bare") else None
+    medians = {name: statistics.median([r["growth"] for r in rounds]) for name, rounds in data.items() if rounds}
+    base = medians.get("bare")
     notes = []
     for name, rounds in data.items():
         if not rounds:
             lines.append(f"| {name} | – | – | – | – |")
             continue
         values = [r["growth"] for r in rounds]
-        med = statistics.median(values)
+        med = medians[name]
         read = statistics.median([r["read"] for r in rounds])
         short = read < expected
         lines.append(f"| {name} | {'>= ' if short else ''}{med:.1f} ({min(values):.1f}-{max(values):.1f}) | "
@@ -437,11 +438,10 @@ def table_memory(results: dict, args) -> list:
         text = args.streams * text_chars(args.mem_chunks) / 2 ** 20
         note = (f"llmlib keeps the text each stream has received (for `.partial` and `collect()`, a byte per "
                 f"character): {text:.1f} MiB of the figure here; the other readers keep nothing.")
-        peer = data.get("requests+sseclient")
-        if data["llmlib"] and peer:
-            rest = statistics.median([r["growth"] for r in data["llmlib"]]) - text
+        if "llmlib" in medians and medians.get("requests+sseclient"):
+            rest = medians["llmlib"] - text
             note += (f" llmlib's figure less that text: {rest:.1f} MiB, "
-                     f"{rest / statistics.median([r['growth'] for r in peer]):.2f}x requests + sseclient-py's.")
+                     f"{rest / medians['requests+sseclient']:.2f}x requests + sseclient-py's.")
         notes.append(note)
     return lines + [""] + notes + errors_of(results, "memory")
 
