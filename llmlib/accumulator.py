@@ -69,9 +69,10 @@ class _ChoiceState:
 class Accumulator:
     """Builds a response from chunks one at a time (what :func:`collect` uses).
 
-    ``add(chunk)`` folds a chunk in; ``response()`` gives the response so far, at
+    ``add(chunk)`` folds a chunk in (``add_content`` and ``add_arguments`` one
+    piece of text that came without a chunk); ``response()`` gives the response so far, at
     any moment (the stream layer uses it for the ``.partial`` of a broken stream);
-    ``count`` is the number of chunks added. Memory grows with the text received,
+    ``count`` is the number of chunks (and pieces) added. Memory grows with the text received,
     about a byte per character, not with the number of chunks.
     """
 
@@ -132,6 +133,27 @@ class Accumulator:
                 state.fields.update(delta.provider_fields)
             if choice.finish_reason is not None:
                 state.finish_reason = choice.finish_reason
+
+    def add_content(self, choice: int, text: str) -> None:
+        """Fold in a piece of choice ``choice``'s answer text that came as an
+        event, without a chunk (a stream read through :func:`llmlib.streaming.events`)."""
+        self.count += 1
+        state = self._choices.get(choice)
+        if state is None:
+            state = self._choices[choice] = _ChoiceState()
+        state.content.add(text)
+
+    def add_arguments(self, choice: int, call: int, text: str) -> None:
+        """Fold in a piece of the arguments of tool call ``call`` (its index) of
+        choice ``choice`` that came as an event, without a chunk."""
+        self.count += 1
+        state = self._choices.get(choice)
+        if state is None:
+            state = self._choices[choice] = _ChoiceState()
+        entry = state.calls.get(call)
+        if entry is None:
+            entry = state.calls[call] = [None, None, None, _Text()]
+        entry[3].add(text)
 
     @staticmethod
     def _add_calls(state: _ChoiceState, calls: Any) -> None:

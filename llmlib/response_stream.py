@@ -52,15 +52,29 @@ class ChunkStream(collections.abc.Generator):
     for-loop what :func:`open_stream` documents.
     """
 
-    __slots__ = ("_gen", "_release", "http", "_received", "__weakref__")
+    __slots__ = ("_gen", "_release", "http", "_received", "_mode", "__weakref__")
 
     def __init__(self, gen: Iterator[ChatCompletionChunk], release: "_Release",
-                 http: Optional[HTTPInfo] = None, received: Optional[Accumulator] = None) -> None:
+                 http: Optional[HTTPInfo] = None, received: Optional[Accumulator] = None,
+                 mode: Optional[list] = None) -> None:
         self._gen = gen
         self._release = release
         #: The response's status, headers, request id and rate limits (:class:`~llmlib.types.HTTPInfo`).
         self.http = http
         self._received = received  # what the stream has folded in so far, when it is chat chunks
+        self._mode = mode  # [] until the stream starts; _as_events puts its Flattener there
+
+    def _as_events(self, flatten: Any) -> bool:
+        """For :func:`llmlib.streaming.events`: make this stream, not yet
+        started, yield the events of ``flatten`` (a
+        :class:`~llmlib.streaming.Flattener`) instead of its chunks; False when
+        it cannot (it has started, or is not a stream of chat chunks)."""
+        mode = self._mode
+        if mode is None or mode or self._received is None or self._received.count:
+            return False
+        flatten.received = self._received
+        mode.append(flatten)
+        return True
 
     def _collect(self) -> Optional[Any]:
         """For :func:`llmlib.collect`: the whole response of a stream not yet
@@ -127,9 +141,10 @@ def open_stream(transport: Transport, response: requests.Response, decoder: Any,
     """
     release = _Release(transport, response, token)
     received = Accumulator() if accumulator is None else accumulator
-    chunks = _chunks(transport, response, decoder, framing, token, release, received)
+    mode: list = []
+    chunks = _chunks(transport, response, decoder, framing, token, release, received, mode)
     stream = ChunkStream(chunks, release, HTTPInfo.of(response.status_code, response.headers),
-                         received if accumulator is None else None)
+                         received if accumulator is None else None, mode if accumulator is None else None)
     # Dropping a stream (even one never started) releases its connection.
     weakref.finalize(stream, release)
     return stream
@@ -153,7 +168,13 @@ class _Release:
 
 
 def _chunks(transport: Transport, response: requests.Response, decoder: Any, framing: str,
-            token: Optional[CancelToken], release: _Release, accumulator: Any) -> Iterator[ChatCompletionChunk]:
+            token: Optional[CancelToken], release: _Release, accumulator: Any,
+            mode: list) -> Iterator[ChatCompletionChunk]:
+    # mode: [] for chunks, [a Flattener] for the events of one choice (see ChunkStream._as_events)
+    flatten = mode[0] if mode else None
+    if flatten is not None:
+        of, fold = flatten.of, flatten.fold
+        decoder.events_choice = flatten.choice
     body = iter_body(response)
     framer, events = frames(framing, body, transport.options.max_response_bytes)
     received = accumulator
@@ -182,8 +203,15 @@ def _chunks(transport: Transport, response: requests.Response, decoder: Any, fra
                     if token is not None and token.cancelled:
                         _stop(transport, token, response, received)
                         return
-                    add(chunk)
-                    yield chunk
+                    if flatten is None:
+                        add(chunk)
+                        yield chunk
+                    elif chunk.__class__ is ChatCompletionChunk:
+                        add(chunk)
+                        yield from of(chunk)
+                    else:  # an event the decoder made without a chunk (StreamDecoder.events_choice)
+                        fold(chunk)
+                        yield chunk
                 if decoder.ended:
                     break
         except (HTTPError, OSError) as exc:  # urllib3's errors (ReadTimeoutError too) and socket errors

@@ -81,6 +81,15 @@ class StreamDecoder:
     """
 
     ended: bool = False
+    #: Set by the stream, before the first event, when it is read through
+    #: :func:`llmlib.streaming.events` for the choice of this index. A decoder may
+    #: then return, for a payload that carries nothing but one piece of that
+    #: choice's text or of one started tool call's arguments, the
+    #: :class:`~llmlib.streaming.ContentDelta` or
+    #: :class:`~llmlib.streaming.ToolCallDelta` event itself instead of a chunk
+    #: (OpenAI's does, for the payloads it reads by shape); the stream folds it
+    #: into ``.partial`` as it would the chunk. Ignoring it is always correct.
+    events_choice: Optional[int] = None
 
     @property
     def complete(self) -> bool:

@@ -63,6 +63,7 @@ from llmlib.providers import ProviderSpec, endpoint
 from llmlib.providers.base import HTTPRequest, Protocol, Scrub, json_object
 from llmlib.providers.base import StreamDecoder as BaseStreamDecoder
 from llmlib.providers.shape import Shape
+from llmlib.streaming import content_delta, tool_call_delta
 from llmlib.types import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -576,7 +577,7 @@ class StreamDecoder(BaseStreamDecoder):
     """
 
     __slots__ = ("provider", "ended", "_finished", "_choices", "_scrub", "_calls", "_details", "_think",
-                 "_shape", "_again", "_shapes_left")
+                 "_shape", "_again", "_shapes_left", "events_choice")
 
     def __init__(self, provider: str, choices: int = 1, scrub=lambda s: s, *, think_tags: bool = False) -> None:
         self.provider = provider
@@ -591,6 +592,7 @@ class StreamDecoder(BaseStreamDecoder):
         self._shape: Optional[Shape] = None
         self._again: Any = None
         self._shapes_left = _SHAPES
+        self.events_choice: Optional[int] = None
 
     @property
     def complete(self) -> bool:
@@ -692,6 +694,13 @@ class StreamDecoder(BaseStreamDecoder):
         at = shape.paths.index(hole)
         scrambled = shape.paths.index(_OBFUSCATION) if len(paths) == 2 else None
         call = chunk.choices[0].delta.tool_calls[0].index if hole is _ARGUMENTS else None
+
+        if self.events_choice == index:  # read through events(): the event, without a chunk
+            if call is None:
+                self._shape, self._again = shape, lambda values: content_delta(values[at])
+            else:
+                self._shape, self._again = shape, lambda values: tool_call_delta(call, values[at])
+            return
 
         def again(values: List[str]) -> ChatCompletionChunk:
             if call is None:
