@@ -49,6 +49,9 @@ bare reader's. The machine is shared: compare readers within one run.
   above the baseline RSS taken after imports and warm-up, in MiB. Reading stops
   after ``--mem-cap`` seconds (slow readers: the figure is then a lower bound,
   and the table says how much was read).
+  One more reader is measured here only: requests+sseclient+text, which keeps
+  each stream's answer text as it arrives (``text += piece``), as llmlib's
+  streams do for ``.partial`` and ``collect()``: the like-for-like reference.
 
 LiteLLM is run with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` (no network fetch of
 its price list at import).
@@ -76,8 +79,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from peers_clients import CANCEL_BOUND, FIRST_BOUND, BATCH_N, BATCH_WORKERS, child, median_inf  # noqa: E402
 
 WIRE = ROOT.parent / "shared" / "wire" / "openai_chat" / "plain_text_with_usage.sse"
-READERS = ("bare", "requests+sseclient", "openai", "litellm", "llmlib")
-MODULES = {"requests+sseclient": "sseclient", "openai": "openai", "litellm": "litellm", "llmlib": "llmlib"}
+READERS = ("bare", "requests+sseclient", "requests+sseclient+text", "openai", "litellm", "llmlib")
+#: Readers measured on some metrics only: the others' tables leave them out.
+ONLY = {"requests+sseclient+text": ("memory",)}
+MODULES = {"requests+sseclient": "sseclient", "requests+sseclient+text": "sseclient", "openai": "openai",
+           "litellm": "litellm", "llmlib": "llmlib"}
 KINDS = ("text", "tool")
 METRICS = ("throughput", "ttfc", "cancel", "batch", "memory")
 FIRST_WAIT = 3.0  # s the server waits after the first event (> FIRST_BOUND)
@@ -238,9 +244,12 @@ def run(args, readers: list, metrics: list) -> dict:
         for i in range(args.rounds):
             order = readers[i % len(readers):] + readers[:i % len(readers)]
             for name in order:
+                these = [m for m in metrics if m in ONLY.get(name, metrics)]
+                if not these:
+                    continue
                 started = time.monotonic()
                 proc = subprocess.run([sys.executable, __file__, "--measure", name, "--url", url,
-                                       "--metrics", ",".join(metrics), "--opts", json.dumps(opts)],
+                                       "--metrics", ",".join(these), "--opts", json.dumps(opts)],
                                       capture_output=True, text=True, timeout=900)
                 lines = proc.stdout.strip().splitlines()
                 if proc.returncode != 0 or not lines:
@@ -272,7 +281,8 @@ def per_metric(results: dict, metric: str) -> dict:
     """reader -> list of that metric's per-round results (errors set aside)."""
     out = {}
     for name, rounds in results.items():
-        out[name] = [r[metric] for r in rounds if metric in r and "error" not in r[metric]]
+        if metric in ONLY.get(name, (metric,)):
+            out[name] = [r[metric] for r in rounds if metric in r and "error" not in r[metric]]
     return out
 
 
@@ -437,7 +447,11 @@ def table_memory(results: dict, args) -> list:
     if "llmlib" in data:
         text = args.streams * text_chars(args.mem_chunks) / 2 ** 20
         note = (f"llmlib keeps the text each stream has received (for `.partial` and `collect()`, a byte per "
-                f"character): {text:.1f} MiB of the figure here; the other readers keep nothing.")
+                f"character): {text:.1f} MiB here. requests+sseclient+text keeps it too, with "
+                "`text += piece` (which CPython grows in place); the other readers keep nothing.")
+        if "llmlib" in medians and medians.get("requests+sseclient+text"):
+            note += (f" llmlib / requests+sseclient+text: "
+                     f"{medians['llmlib'] / medians['requests+sseclient+text']:.2f}x.")
         if "llmlib" in medians and medians.get("requests+sseclient"):
             rest = medians["llmlib"] - text
             note += (f" llmlib's figure less that text: {rest:.1f} MiB, "

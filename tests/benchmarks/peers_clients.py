@@ -9,6 +9,8 @@ what is measured; this module says how each client is driven:
   the other thread; batch calls on one keep-alive socket per worker thread;
 - requests+sseclient: ``requests.Session.post(stream=True)`` read by
   ``sseclient.SSEClient``; cancel = ``response.close()`` from the other thread;
+- requests+sseclient+text (memory only): the same, keeping each stream's answer
+  text with ``text += piece``, as llmlib's streams keep it;
 - openai: ``OpenAI().chat.completions.create(stream=True)``; cancel =
   ``stream.close()`` (which closes ``stream.response``) from the other thread;
 - litellm: ``litellm.completion(stream=True)``; its sync stream object
@@ -238,6 +240,45 @@ class RequestsSSE(Reader):
         return r.json()["choices"][0]["message"]["content"]
 
 
+class RequestsSSEText(RequestsSSE):
+    """requests+sseclient keeping each stream's answer text as it arrives, with
+    ``text += piece`` on a local (which CPython grows in place, about a byte per
+    character): what a user who wants the answer pays, and so the like-for-like
+    reference for llmlib, whose streams keep the text for ``.partial`` and
+    ``collect()``. Memory only."""
+
+    name = "requests+sseclient+text"
+    metrics = ("memory",)
+
+    def open(self, prompt):
+        chunks, close, cancel, how = super().open(prompt)
+        kept = _KeptText(chunks, close)
+        return kept, kept.close, cancel, how
+
+
+class _KeptText:
+    """Chunks passed through, their ``delta.content`` kept in ``text`` (alive
+    as long as this object, as a stream object keeps its text)."""
+
+    def __init__(self, chunks, close) -> None:
+        self.chunks, self._close, self.text = chunks, close, ""
+
+    def __iter__(self):
+        text = self.text
+        try:
+            for chunk in self.chunks:
+                for choice in chunk.get("choices") or ():
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        text += piece
+                yield chunk
+        finally:
+            self.text = text
+
+    def close(self) -> None:
+        self._close()
+
+
 class OpenAISDK(Reader):
     name = "openai"
 
@@ -308,7 +349,7 @@ class LLMLib(Reader):
         return [r if isinstance(r, Exception) else r.text for r in results]
 
 
-READER_CLASSES = {c.name: c for c in (Bare, RequestsSSE, OpenAISDK, LiteLLM, LLMLib)}
+READER_CLASSES = {c.name: c for c in (Bare, RequestsSSE, RequestsSSEText, OpenAISDK, LiteLLM, LLMLib)}
 
 
 # ------------------------------------------------------------------ what a child measures
