@@ -110,7 +110,7 @@ def main() -> None:
     ]
     if not quick:  # and memory at the size: 20,000 chunks per stream, once
         peers_runs.append(["--metrics", "memory", "--rounds", "1", "--streams", str(streams),
-                           "--mem-chunks", "20000", "--mem-cap", "60"])
+                           "--mem-chunks", "20000", "--mem-cap", "90"])
     scripts = [
         ("Cold import", "bench_import.py", ["--runs", "3" if quick else "11"], 900),
         ("Stream helpers: collect and events", "bench_helpers.py", ["--quick"] if quick else [], 600),
