@@ -111,10 +111,11 @@ def events(chunks: Iterable[ChatCompletionChunk], choice: int = 0) -> Iterator[S
     ``stream.http``). Any other iterable of chunks (a list, a stream already
     started, a generator) gives a generator of its events.
     """
+    flatten = Flattener(choice)
     as_events = getattr(chunks, "_as_events", None)
-    if as_events is not None and as_events(Flattener(choice)):
+    if as_events is not None and as_events(flatten):
         return chunks  # type: ignore[return-value]
-    return _events(chunks, Flattener(choice))
+    return _events(chunks, flatten)
 
 
 def _events(chunks: Iterable[ChatCompletionChunk], flatten: "Flattener") -> Iterator[StreamEvent]:
@@ -173,11 +174,8 @@ class Flattener:
             d = c.delta
             if d.reasoning_content:
                 out.append(ReasoningDelta(d.reasoning_content))
-            text = d.content
-            if text:
-                event = _new(ContentDelta)
-                _set_text(event, text)
-                out.append(event)
+            if d.content:
+                out.append(content_delta(d.content))
             calls = d.tool_calls
             if calls:
                 started = self.started
@@ -188,10 +186,7 @@ class Flattener:
                         out.append(ToolCallStart(index, call.id, call.function.name))
                     arguments = call.function.arguments
                     if arguments:
-                        event = _new(ToolCallDelta)
-                        _set_index(event, index)
-                        _set_arguments(event, arguments)
-                        out.append(event)
+                        out.append(tool_call_delta(index, arguments))
             if c.finish_reason is not None:
                 out.append(Done(c.finish_reason))
         if chunk.usage is not None:
