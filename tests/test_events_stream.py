@@ -27,7 +27,7 @@ from tests.conftest import WIRE, make_client
 
 SSE_FOLDERS = {"openai_chat": "openai", "groq": "groq", "mistral": "mistral", "openrouter": "openrouter",
                "deepseek": "deepseek", "zhipu_zai": "zhipu", "anthropic": "anthropic", "gemini": "gemini",
-               "cohere": "cohere"}
+               "cohere": "cohere", "azure_openai": "azure"}
 NDJSON = [("Content-Type", "application/x-ndjson")]
 
 
