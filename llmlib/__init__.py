@@ -7,10 +7,11 @@
     for chunk in client.chat_completion_stream(model="gpt-4o", messages=[Message.user("Hi")]):
         print(chunk.text or "", end="", flush=True)
 
-``import llmlib`` is light: the HTTP stack (requests, urllib3) is imported when
-``Client`` is first used; the message and response types when first named or
-when a Client makes them (its protocol module imports them); no provider module
-or model runtime is imported until a Client needs it.
+``import llmlib`` and ``Client(...)`` are light: a Client checks its provider,
+key, URL and options when it is made, and imports the HTTP stack (requests,
+urllib3) and its provider's protocol module at its first request; the message and
+response types are imported when first named or when that module needs them; no
+model runtime is imported until a Client needs it.
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ __all__ = [
 ]
 
 
-# Imported on first use, not with llmlib (PEP 562): Client pulls in requests and
-# urllib3; the messages, the response types and the helpers are ~30 attrs classes,
-# which a process pays for when it first names one or sends its first request.
+# Imported on first use, not with llmlib (PEP 562): Client, whose first request
+# imports requests and urllib3; the messages, the response types and the helpers
+# are ~30 attrs classes, which a process pays for when it first names one or
+# sends its first request.
 _LAZY = {
     "Client": "llmlib.client", "collect": "llmlib.streaming", "events": "llmlib.streaming",
     **dict.fromkeys(["Content", "ContentPart", "FunctionCall", "Message", "Role", "Tool", "ToolCall"],

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import attrs
-import requests
 
 from llmlib import deadline
 from llmlib.cancel import CancelToken
@@ -18,13 +19,16 @@ from llmlib.errors import (APIStatusError, CancelledError, ConfigurationError, D
 from llmlib.options import ConnectionOptions
 from llmlib.providers import Provider, protocol_for, spec_for
 from llmlib.redaction import Secrets, check_api_key, cut
-from llmlib.transport import TokenAuth, Transport
 
-# The Client imports requests and makes its session from the provider's table row.
-# The provider's protocol module (which brings the message and response types), the
-# stream machinery, the error mapping and the model table are imported by the first
-# request that needs them: see __getattr__ and the methods below.
+# A Client is made from the provider's table row and checks everything it was given
+# there. Its transport (requests, urllib3 and the session), the provider's protocol
+# module (which brings the message and response types), the stream machinery, the
+# error mapping and the model table are imported by the first request that needs
+# them: see __getattr__ and the methods below.
 if TYPE_CHECKING:  # pragma: no cover
+    import requests
+
+    from llmlib.transport import Transport
     from llmlib.providers.base import HTTPRequest
     from llmlib.response_stream import ChunkStream
     from llmlib.types import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ModelInfo
@@ -114,21 +118,42 @@ class Client:
             _check_base_url(url, "base_url" if base_url else spec.base_url_env)
         self._base_url = url.rstrip("/") if url else None  # None: the protocol finds it (azure, local)
 
-        # The row says how the key travels; the protocol module loads at the first request (__getattr__).
+        # The row says how the key travels. The transport is made at the first request
+        # (_new_transport, called from __getattr__), and the protocol module loaded then too.
+        options, name, headers = self.options, spec.name, dict(spec.headers)
+        secrets = self._secrets = Secrets(api_key, options.headers, url or "", proxy=options.proxy)
+        weakref.finalize(self, secrets.close)  # a Client never used nor closed leaves the log filter too
         if callable(api_key) and spec.token_auth:  # a bearer token provider, asked at each request
-            auth, header, value = TokenAuth(api_key, spec.name), None, None
+            token_provider = api_key
+
+            def new_transport() -> Transport:
+                from llmlib.transport import TokenAuth, Transport
+
+                return Transport(options, name, auth=TokenAuth(token_provider, name), secrets=secrets,
+                                 headers=headers)
         else:
             check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
-            (header, value), auth = spec.auth(api_key), None
-        self._transport = Transport(self.options, spec.name, auth_header=header, auth_value=value, auth=auth,
-                                    secrets=Secrets(api_key, self.options.headers, url or "",
-                                                    proxy=self.options.proxy),
-                                    headers=dict(spec.headers))
+            header, value = spec.auth(api_key)
+
+            def new_transport() -> Transport:
+                from llmlib.transport import Transport
+
+                return Transport(options, name, auth_header=header, auth_value=value, secrets=secrets,
+                                 headers=headers)
+        self._new_transport = new_transport
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
-        # Only for an attribute not yet set: the protocol, made at the first request that
-        # needs it (importing its module and the types then). Two threads racing here
-        # each make an equal, stateless protocol object; the last assignment wins.
+        # Only for an attribute not yet set, each made at the first request that needs it:
+        # - the transport, once (under the lock: two sessions would leave one never closed);
+        # - the protocol, importing its module and the types. Two threads racing here each
+        #   make an equal, stateless protocol object; the last assignment wins.
+        if name == "_transport" and "_new_transport" in self.__dict__:
+            with self._lock:
+                transport = self.__dict__.get("_transport")
+                if transport is None:
+                    transport = self._transport = self._new_transport()
+            return transport
         if name == "_protocol" and "_spec" in self.__dict__:
             protocol = self._protocol = protocol_for(self._spec)
             return protocol
@@ -146,11 +171,15 @@ class Client:
         return self._protocol.base_url(self._base_url)
 
     def __repr__(self) -> str:
-        return self._transport.scrub(f"Client(provider={self.provider!r}, base_url={self._base_url or '<started on first use>'!r})")
+        return self._secrets.scrub(f"Client(provider={self.provider!r}, base_url={self._base_url or '<started on first use>'!r})")
 
     def close(self) -> None:
-        """Close the pooled connections. The Client is not used after this."""
-        self._transport.close()
+        """Close the pooled connections (none before the first request). The Client is not used after this."""
+        with self._lock:
+            transport = self.__dict__.get("_transport")
+        if transport is not None:
+            transport.close()
+        self._secrets.close()
 
     def __getstate__(self) -> dict:
         """A Client pickles to its configuration, never a socket, lock or thread:

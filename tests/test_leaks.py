@@ -73,6 +73,36 @@ def test_32_threads_stream_through_one_client_without_crossing(server, caplog):
     assert server.connections <= 32 + 2  # the second round reused the first round's connections
 
 
+def test_threads_racing_a_new_clients_first_request_share_its_one_pool(server):
+    # A Client makes its session at its first request: 16 threads making that first
+    # request at once must all use one session, whose pool the second round reuses
+    # and which close() then empties.
+    echo_stream(server, pieces=5, gap=0.002)
+    errors, texts = [], {}
+    barrier = threading.Barrier(16)
+    for _ in range(3):
+        client, opened = make_client(server), server.connections
+
+        def run(i: int) -> None:
+            try:
+                for _ in range(2):
+                    barrier.wait(5)
+                    texts[i] = collect(client.chat_completion_stream(model="m", messages=f"r{i}")).text
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert server.connections - opened <= 16 + 2  # the second round took the first round's connections
+        client.close()
+        assert server.wait_closed(5), server.open_connections
+    assert not errors
+    assert all(texts[i] == f"r{i} " * 5 for i in range(16))
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts file descriptors via /proc")
 def test_1000_streams_cancelled_at_random_moments_leave_nothing_behind(server):
     echo_stream(server, pieces=8, gap=0.001, head_delay=0.002)

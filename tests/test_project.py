@@ -40,11 +40,13 @@ def test_import_is_light():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    # A Client is made from its table row: its protocol module, the types, the model table and
-    # the stream machinery load at the first request that needs them.
+    # A Client is made from its table row: its transport (requests, urllib3), protocol module,
+    # the types, the model table and the stream machinery load at the first request that needs them.
     code = ("import sys, llmlib; llmlib.Client('openai', api_key='sk-test'); llmlib.Client('anthropic', api_key='k'); "
+            "llmlib.Client('azure', api_key=lambda: 'token', base_url='https://x.openai.azure.com/openai/v1'); "
             "print([m for m in sys.modules if m.startswith('llmlib.providers.') or m in ('llmlib.types', "
-            "'llmlib.messages', 'llmlib.models', 'llmlib.streaming', 'llmlib.response_stream', 'llmlib.framing')])")
+            "'llmlib.messages', 'llmlib.models', 'llmlib.streaming', 'llmlib.response_stream', 'llmlib.framing', "
+            "'llmlib.transport') or m.split('.')[0] in ('requests', 'urllib3')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     # Every public name is still there, imported when first named.

@@ -101,6 +101,18 @@ def test_connection_failures_do_not_leak_the_canary(caplog):
     assert CANARY not in caplog.text  # ...without the query string's key
 
 
+def test_a_client_never_used_nor_closed_stops_scrubbing_when_collected():
+    import gc
+
+    from llmlib.redaction import _filter
+
+    client = _client("http://127.0.0.1:9")
+    assert CANARY in _filter._values
+    del client
+    gc.collect()
+    assert CANARY not in _filter._values
+
+
 def test_scrubbing_stops_when_the_client_closes():
     from llmlib.redaction import _filter
 
