@@ -123,23 +123,19 @@ class Client:
         options, name, headers = self.options, spec.name, dict(spec.headers)
         secrets = self._secrets = Secrets(api_key, options.headers, url or "", proxy=options.proxy)
         weakref.finalize(self, secrets.close)  # a Client never used nor closed leaves the log filter too
-        if callable(api_key) and spec.token_auth:  # a bearer token provider, asked at each request
-            token_provider = api_key
-
-            def new_transport() -> Transport:
-                from llmlib.transport import TokenAuth, Transport
-
-                return Transport(options, name, auth=TokenAuth(token_provider, name), secrets=secrets,
-                                 headers=headers)
-        else:
+        token_provider = api_key if callable(api_key) and spec.token_auth else None  # asked at each request
+        header = value = None
+        if token_provider is None:
             check_api_key(api_key, spec.name)  # before http.client can quote it in a UnicodeEncodeError
             header, value = spec.auth(api_key)
 
-            def new_transport() -> Transport:
-                from llmlib.transport import Transport
+        def new_transport() -> Transport:
+            from llmlib.transport import TokenAuth, Transport
 
-                return Transport(options, name, auth_header=header, auth_value=value, secrets=secrets,
-                                 headers=headers)
+            auth = TokenAuth(token_provider, name) if token_provider is not None else None
+            return Transport(options, name, auth_header=header, auth_value=value, auth=auth, secrets=secrets,
+                             headers=headers)
+
         self._new_transport = new_transport
         self._lock = threading.Lock()
 

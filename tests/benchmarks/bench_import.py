@@ -87,8 +87,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     port = _refusing_port()
-    rows = [(name, stmt.replace("{port}", str(port)).replace("{{", "{").replace("}}", "}"))
-            for name, stmt, module in STATEMENTS if module is None or importlib.util.find_spec(module) is not None]
+    rows = [(name, stmt.format(port=port)) for name, stmt, module in STATEMENTS
+            if module is None or importlib.util.find_spec(module) is not None]
     for _, stmt in rows:  # write the bytecode caches
         run_once(stmt, env)
     times = {name: [] for name, _ in rows}
